@@ -1,0 +1,258 @@
+//! The connection builder: the one sequence of pragmas every queue connection gets.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::DbError;
+use crate::key::SessionKey;
+use crate::schema::QueueFile;
+
+/// How long a writer waits for another writer on the same side before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+/// SQLCipher page size. Pinned so that both sides agree even if a future SQLCipher
+/// changes its default.
+pub const CIPHER_PAGE_SIZE: u32 = 4096;
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// How a file is encrypted.
+#[derive(Clone, Debug)]
+pub enum Cipher {
+    /// SQLCipher under this raw key: the only mode a shipped binary can use.
+    Key(SessionKey),
+    /// No encryption, so a benchmark can measure what encryption costs on the same
+    /// code path.
+    #[cfg(feature = "plaintext-baseline")]
+    Plaintext,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Write,
+    Read,
+}
+
+/// Opens (creating if needed) a queue file for its one writer, creating and versioning
+/// the schema on first use and verifying key, file kind and version otherwise.
+pub fn open_writer(path: &Path, cipher: &Cipher, file: QueueFile) -> Result<Connection, DbError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| DbError::sqlite(path, "open", e))?;
+    configure(&conn, path, cipher, Access::Write)?;
+    ensure_schema(&conn, path, file)?;
+    Ok(conn)
+}
+
+/// Opens a queue file read-only, without locks, for one read. Callers go through
+/// [`super::read_snapshot`], which validates what this connection saw.
+pub(crate) fn open_reader(path: &Path, cipher: &Cipher) -> Result<Connection, DbError> {
+    // `unix-none` takes no file locks: across the gVisor boundary locks do not work
+    // anyway, so the reader must be correct without them — and using the lock-free VFS
+    // everywhere means the protocol that is tested is the protocol that runs.
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags_and_vfs(path, flags, "unix-none").map_err(|e| {
+        if !path.exists() {
+            DbError::NotProvisioned {
+                path: path.to_owned(),
+            }
+        } else {
+            DbError::sqlite(path, "open read-only", e)
+        }
+    })?;
+    configure(&conn, path, cipher, Access::Read)?;
+    Ok(conn)
+}
+
+/// Applies the pragma sequence. Order matters: the key must be set before any page is
+/// read, and the cipher settings after the key.
+fn configure(
+    conn: &Connection,
+    path: &Path,
+    cipher: &Cipher,
+    access: Access,
+) -> Result<(), DbError> {
+    let step =
+        |op: &'static str, sql: &str| run_pragma(conn, sql).map_err(|e| classify(path, op, e));
+    match cipher {
+        Cipher::Key(key) => {
+            let hex = key.to_hex();
+            // The statement text holds the key; it lives in a zeroizing buffer and is
+            // never logged. SQLCipher copies the key into its own locked memory.
+            let mut sql = zeroize::Zeroizing::new(String::with_capacity(80));
+            sql.push_str("PRAGMA key = \"x'");
+            sql.push_str(&hex);
+            sql.push_str("'\"");
+            step("set key", &sql)?;
+            // Keying activates SQLCipher, which turns its stderr logger on; turn it off.
+            step("silence cipher log", "PRAGMA cipher_log_level = NONE")?;
+            step(
+                "set cipher page size",
+                &format!("PRAGMA cipher_page_size = {CIPHER_PAGE_SIZE}"),
+            )?;
+        }
+        #[cfg(feature = "plaintext-baseline")]
+        Cipher::Plaintext => {}
+    }
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| DbError::sqlite(path, "set busy timeout", e))?;
+    step("disable mmap", "PRAGMA mmap_size = 0")?;
+    match access {
+        Access::Write => {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+                .map_err(|e| classify(path, "set journal mode", e))?;
+            if !mode.eq_ignore_ascii_case("delete") {
+                return Err(DbError::NotAQueueFile {
+                    path: path.to_owned(),
+                    reason: format!("journal mode stuck at {mode:?}"),
+                });
+            }
+            step("set synchronous", "PRAGMA synchronous = FULL")?;
+        }
+        Access::Read => step("set query_only", "PRAGMA query_only = 1")?,
+    }
+    // Forces a page read: a wrong key fails here, at open, not at first use.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| classify(path, "verify key", e))?;
+    Ok(())
+}
+
+/// Runs a statement and discards any rows it returns (many pragmas echo a value).
+fn run_pragma(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
+/// What the file's header pragmas say it is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SchemaState {
+    /// A brand-new file: no tables, no version.
+    Empty,
+    /// The expected kind at the expected version.
+    Current,
+}
+
+/// Checks file kind and schema version.
+pub(crate) fn check_schema(
+    conn: &Connection,
+    path: &Path,
+    file: QueueFile,
+) -> Result<SchemaState, DbError> {
+    let q = |sql: &str| {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map_err(|e| classify(path, "read schema version", e))
+    };
+    let app = q("PRAGMA application_id")?;
+    let version = q("PRAGMA user_version")?;
+    if app == 0 && version == 0 {
+        let tables = q("SELECT count(*) FROM sqlite_master")?;
+        if tables == 0 {
+            return Ok(SchemaState::Empty);
+        }
+        return Err(DbError::NotAQueueFile {
+            path: path.to_owned(),
+            reason: format!("{tables} schema objects but no IronClaw file tag"),
+        });
+    }
+    let found = QueueFile::from_application_id(app).ok_or_else(|| DbError::NotAQueueFile {
+        path: path.to_owned(),
+        reason: format!("application_id {app:#x} is not an IronClaw queue tag"),
+    })?;
+    if found != file {
+        return Err(DbError::wrong_file(path, file, found));
+    }
+    let supported = file.version();
+    if version > supported {
+        return Err(DbError::SchemaTooNew {
+            path: path.to_owned(),
+            file: file.name(),
+            found: version,
+            supported,
+        });
+    }
+    if version != supported {
+        return Err(DbError::UnknownSchema {
+            path: path.to_owned(),
+            file: file.name(),
+            found: version,
+            supported,
+        });
+    }
+    Ok(SchemaState::Current)
+}
+
+fn ensure_schema(conn: &Connection, path: &Path, file: QueueFile) -> Result<(), DbError> {
+    if check_schema(conn, path, file)? == SchemaState::Current {
+        return Ok(());
+    }
+    // Another writer on this side may be creating it at the same moment: take the write
+    // lock first, then look again.
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| classify(path, "begin schema", e))?;
+    let result = (|| {
+        if check_schema(conn, path, file)? == SchemaState::Empty {
+            let ddl = format!(
+                "{}\nPRAGMA user_version = {};\nPRAGMA application_id = {};",
+                file.ddl(),
+                file.version(),
+                file.application_id()
+            );
+            conn.execute_batch(&ddl)
+                .map_err(|e| classify(path, "create schema", e))?;
+        }
+        conn.execute_batch("COMMIT")
+            .map_err(|e| classify(path, "commit schema", e))
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+/// Turns an SQLite failure into the most specific error: SQLCipher reports both a wrong
+/// key and a non-database file as `SQLITE_NOTADB`, so the file itself is inspected to
+/// tell an unencrypted or truncated file from a key that does not fit.
+pub(crate) fn classify(path: &Path, op: &'static str, e: rusqlite::Error) -> DbError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => match inspect_file(path) {
+            Some(reason) => DbError::NotAQueueFile {
+                path: path.to_owned(),
+                reason,
+            },
+            None => DbError::WrongKey {
+                path: path.to_owned(),
+            },
+        },
+        Some(ErrorCode::DatabaseCorrupt) => DbError::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
+        _ => DbError::sqlite(path, op, e),
+    }
+}
+
+/// Returns why a file cannot be an encrypted queue file, if its shape already says so.
+fn inspect_file(path: &Path) -> Option<String> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut head = [0u8; 16];
+    let n = f.read(&mut head).ok()?;
+    if n == 16 && &head == SQLITE_MAGIC {
+        return Some("it is an unencrypted SQLite database".to_owned());
+    }
+    if len % u64::from(CIPHER_PAGE_SIZE) != 0 {
+        return Some(format!(
+            "{len} bytes is not a whole number of {CIPHER_PAGE_SIZE}-byte pages (truncated or not a database)"
+        ));
+    }
+    None
+}
