@@ -18,10 +18,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::enums::Status;
 use crate::ids::MessageId;
 use crate::rows::{
-    DeliveryRecord, Destination, MessageIn, MessageOut, NewMessageIn, NewMessageOut, ProcessingAck,
-    SessionRouting, WriteOutcome,
+    AckCursor, DeliveryRecord, Destination, MessageIn, MessageOut, NewMessageIn, NewMessageOut,
+    ProcessingAck, SessionRouting, WriteOutcome,
 };
 use crate::time::Timestamp;
 
@@ -137,6 +138,12 @@ pub trait OutboundReader: Send {
         now: Timestamp,
         after_seq: i64,
     ) -> Result<Batch<MessageOut>, QueueError>;
-    /// Every processing acknowledgement, by message id.
-    fn processing_acks(&mut self) -> Result<Batch<ProcessingAck>, QueueError>;
+    /// Acknowledgements with `status`, ordered by `(status_changed, message_id)` and
+    /// starting after `after` (see [`ProcessingAck::cursor`]), at most
+    /// [`crate::rows::MAX_BATCH`].
+    fn processing_acks(
+        &mut self,
+        status: Status,
+        after: Option<&AckCursor>,
+    ) -> Result<Batch<ProcessingAck>, QueueError>;
 }

@@ -10,6 +10,23 @@ use crate::enums::{MessageKind, Provenance, Status};
 use crate::ids::{AgentGroupId, MessageId, SessionId};
 use crate::time::Timestamp;
 
+/// Largest message content either side may write, in bytes. Readers refuse larger rows
+/// (without loading them) rather than letting one row exhaust memory.
+pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
+
+/// Most rows one read returns; the next read continues where this one stopped.
+pub const MAX_BATCH: usize = 1000;
+
+fn check_content(content: &str) -> Result<(), crate::queue::QueueError> {
+    if content.len() > MAX_CONTENT_BYTES {
+        return Err(crate::queue::QueueError::Invalid {
+            what: "message content",
+            reason: format!("{} bytes; the limit is {MAX_CONTENT_BYTES}", content.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Where a message is going or coming from on a platform.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Route {
@@ -39,6 +56,11 @@ pub struct NewMessageIn {
 }
 
 impl NewMessageIn {
+    /// Checks what the schema cannot: size limits. Every writer calls this.
+    pub fn validate(&self) -> Result<(), crate::queue::QueueError> {
+        check_content(&self.content)
+    }
+
     /// The status this message is written with.
     pub fn status(&self) -> Status {
         if self.process_after.is_some() {
@@ -84,6 +106,13 @@ pub struct NewMessageOut {
     pub content: String,
 }
 
+impl NewMessageOut {
+    /// Checks what the schema cannot: size limits. Every writer calls this.
+    pub fn validate(&self) -> Result<(), crate::queue::QueueError> {
+        check_content(&self.content)
+    }
+}
+
 /// An outbound message as the host reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageOut {
@@ -127,6 +156,23 @@ pub struct ProcessingAck {
     /// `processing` or `completed`.
     pub status: Status,
     pub status_changed: Timestamp,
+}
+
+impl ProcessingAck {
+    /// The position of this ack in `(status_changed, message_id)` order.
+    pub fn cursor(&self) -> AckCursor {
+        AckCursor {
+            status_changed: self.status_changed,
+            message_id: self.message_id.clone(),
+        }
+    }
+}
+
+/// A position in the acknowledgement stream; reading resumes after it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AckCursor {
+    pub status_changed: Timestamp,
+    pub message_id: MessageId,
 }
 
 /// A place the agent may send messages to, published by the host.

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::db::{open_writer, read_snapshot, Cipher, DbError, SnapshotPolicy};
+use crate::db::{open_writer, read_snapshot, sqlite_failure, Cipher, DbError, SnapshotPolicy};
 use crate::enums::{MessageKind, Provenance, Status};
 use crate::ids::{MessageId, SessionId};
 use crate::queue::{Batch, InboundReader, OutboundWriter, QueueError, RejectedRow};
 use crate::rows::{
     Destination, MessageIn, NewMessageIn, NewMessageOut, Route, SessionRouting, WriteOutcome,
+    MAX_BATCH,
 };
 use crate::schema::{QueueFile, NEXT_OUTBOUND_SEQ};
 use crate::time::Timestamp;
@@ -66,15 +67,20 @@ impl EncryptedInboundReader {
         )?)
     }
 
-    fn messages(&self, status_filter: &str) -> Result<Batch<MessageIn>, QueueError> {
+    /// Reads messages matching `filter` (an SQL condition over `messages_in` with at
+    /// most one parameter, `?1`), by seq, at most [`MAX_BATCH`].
+    fn messages(&self, filter: &str, now: Option<&str>) -> Result<Batch<MessageIn>, QueueError> {
         let sql = format!(
             "SELECT rowid, id, seq, kind, timestamp, status, process_after, recurrence, series_id, \
              tries, \"trigger\", platform_id, channel_type, thread_id, content, source_session_id, \
-             provenance FROM messages_in WHERE status IN ({status_filter}) ORDER BY seq"
+             provenance FROM messages_in WHERE {filter} ORDER BY seq LIMIT {MAX_BATCH}"
         );
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query([])?;
+            let mut rows = match now {
+                Some(now) => stmt.query([now])?,
+                None => stmt.query([])?,
+            };
             let mut batch = Batch::default();
             while let Some(row) = rows.next()? {
                 match decode_message_in(row) {
@@ -200,13 +206,19 @@ fn decode_message_in(row: &Row<'_>) -> Result<MessageIn, String> {
 
 impl InboundReader for EncryptedInboundReader {
     fn pending_messages(&mut self, now: Timestamp) -> Result<Batch<MessageIn>, QueueError> {
-        let mut batch = self.messages("'queued', 'scheduled'")?;
+        // Canonical timestamps are fixed-width, so the text comparison is a time
+        // comparison; the typed check below is a second guard, not the filter.
+        let now_text = now.to_canonical();
+        let mut batch = self.messages(
+            "status IN ('queued', 'scheduled') AND (process_after IS NULL OR process_after <= ?1)",
+            Some(&now_text),
+        )?;
         batch.rows.retain(|m| m.is_due(now));
         Ok(batch)
     }
 
     fn scheduled_messages(&mut self) -> Result<Batch<MessageIn>, QueueError> {
-        self.messages("'scheduled'")
+        self.messages("status = 'scheduled'", None)
     }
 
     fn destinations(&mut self) -> Result<Vec<Destination>, QueueError> {
@@ -273,12 +285,14 @@ impl InboundReader for EncryptedInboundReader {
 /// The one writer of `outbound.db`. Holds its connection for the life of the process.
 pub struct EncryptedOutboundWriter {
     conn: Connection,
+    path: PathBuf,
 }
 
 impl EncryptedOutboundWriter {
     pub fn open(path: &Path, cipher: &Cipher) -> Result<Self, DbError> {
         Ok(Self {
             conn: open_writer(path, cipher, QueueFile::Outbound)?,
+            path: path.to_owned(),
         })
     }
 
@@ -287,7 +301,10 @@ impl EncryptedOutboundWriter {
             return Ok(());
         }
         let now = Timestamp::now().to_canonical();
-        let tx = self.conn.transaction().map_err(sqlite("begin ack"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sqlite_failure(&self.path, "begin ack"))?;
         {
             // A completed claim never goes back to processing: a retried engage of an
             // already finished message must not look unfinished to the host.
@@ -297,29 +314,21 @@ impl EncryptedOutboundWriter {
                      ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, \
                      status_changed = excluded.status_changed WHERE processing_ack.status != 'completed'",
                 )
-                .map_err(sqlite("prepare ack"))?;
+                .map_err(sqlite_failure(&self.path, "prepare ack"))?;
             for id in ids {
                 stmt.execute(params![id.as_str(), status.as_str(), now])
-                    .map_err(sqlite("write ack"))?;
+                    .map_err(sqlite_failure(&self.path, "write ack"))?;
             }
         }
-        tx.commit().map_err(sqlite("commit ack"))?;
+        tx.commit()
+            .map_err(sqlite_failure(&self.path, "commit ack"))?;
         Ok(())
-    }
-}
-
-fn sqlite(op: &'static str) -> impl Fn(rusqlite::Error) -> QueueError {
-    move |source| {
-        QueueError::Db(DbError::Sqlite {
-            path: PathBuf::from("outbound.db"),
-            op,
-            source,
-        })
     }
 }
 
 impl OutboundWriter for EncryptedOutboundWriter {
     fn write_message(&mut self, msg: &NewMessageOut) -> Result<WriteOutcome, QueueError> {
+        msg.validate()?;
         let sql = format!(
             "INSERT INTO messages_out (id, seq, in_reply_to, timestamp, deliver_after, kind, \
              platform_id, channel_type, thread_id, content) \
@@ -346,7 +355,7 @@ impl OutboundWriter for EncryptedOutboundWriter {
                 )
                 .optional()
             })
-            .map_err(sqlite("write message"))?;
+            .map_err(sqlite_failure(&self.path, "write message"))?;
         if let Some(seq) = written {
             return Ok(WriteOutcome::Written { seq });
         }
@@ -368,7 +377,7 @@ impl OutboundWriter for EncryptedOutboundWriter {
                 ],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
             )
-            .map_err(sqlite("read existing message"))?;
+            .map_err(sqlite_failure(&self.path, "read existing message"))?;
         if same {
             Ok(WriteOutcome::AlreadyPresent { seq })
         } else {
@@ -391,7 +400,7 @@ impl OutboundWriter for EncryptedOutboundWriter {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             )
             .and_then(|mut s| s.execute(params![key, value, Timestamp::now().to_canonical()]))
-            .map_err(sqlite("write state"))?;
+            .map_err(sqlite_failure(&self.path, "write state"))?;
         Ok(())
     }
 
@@ -399,11 +408,11 @@ impl OutboundWriter for EncryptedOutboundWriter {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT key, value FROM session_state")
-            .map_err(sqlite("read state"))?;
+            .map_err(sqlite_failure(&self.path, "read state"))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .and_then(|rows| rows.collect::<Result<BTreeMap<_, _>, _>>())
-            .map_err(sqlite("read state"))?;
+            .map_err(sqlite_failure(&self.path, "read state"))?;
         Ok(rows)
     }
 
@@ -413,10 +422,13 @@ impl OutboundWriter for EncryptedOutboundWriter {
             .prepare_cached(
                 "SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status = 'completed'",
             )
-            .map_err(sqlite("read acks"))?;
+            .map_err(sqlite_failure(&self.path, "read acks"))?;
         let mut done = Vec::new();
         for id in ids {
-            if stmt.exists([id.as_str()]).map_err(sqlite("read acks"))? {
+            if stmt
+                .exists([id.as_str()])
+                .map_err(sqlite_failure(&self.path, "read acks"))?
+            {
                 done.push(id.clone());
             }
         }

@@ -92,3 +92,11 @@ impl DbError {
         }
     }
 }
+
+/// Maps an SQLite failure of operation `op` on `path` into a queue error.
+pub fn sqlite_failure<'a>(
+    path: &'a std::path::Path,
+    op: &'static str,
+) -> impl Fn(rusqlite::Error) -> crate::queue::QueueError + 'a {
+    move |source| crate::queue::QueueError::Db(DbError::sqlite(path, op, source))
+}

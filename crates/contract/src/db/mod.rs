@@ -18,6 +18,6 @@ mod error;
 mod open;
 mod snapshot;
 
-pub use error::DbError;
+pub use error::{sqlite_failure, DbError};
 pub use open::{open_writer, Cipher, BUSY_TIMEOUT, CIPHER_PAGE_SIZE};
 pub use snapshot::{journal_path, read_snapshot, SnapshotPolicy};
