@@ -44,6 +44,9 @@ pub fn open_writer(path: &Path, cipher: &Cipher, file: QueueFile) -> Result<Conn
     let conn =
         Connection::open_with_flags(path, flags).map_err(|e| DbError::sqlite(path, "open", e))?;
     configure(&conn, path, cipher, Access::Write)?;
+    // Configuring read the header, which rolled back any hot journal a crashed writer
+    // left, so the length is now the length of a committed database.
+    check_length(path, file_len(path)?)?;
     ensure_schema(&conn, path, file)?;
     Ok(conn)
 }
@@ -240,6 +243,27 @@ pub(crate) fn classify(path: &Path, op: &'static str, e: rusqlite::Error) -> DbE
     }
 }
 
+fn file_len(path: &Path) -> Result<u64, DbError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| DbError::Io {
+            path: path.to_owned(),
+            op: "stat",
+            source,
+        })
+}
+
+/// A committed queue file is a whole number of cipher pages.
+pub(crate) fn check_length(path: &Path, len: u64) -> Result<(), DbError> {
+    if len % u64::from(CIPHER_PAGE_SIZE) != 0 {
+        return Err(DbError::NotAQueueFile {
+            path: path.to_owned(),
+            reason: format!("{len} bytes is not a whole number of {CIPHER_PAGE_SIZE}-byte pages (truncated or not a database)"),
+        });
+    }
+    Ok(())
+}
+
 /// Returns why a file cannot be an encrypted queue file, if its shape already says so.
 fn inspect_file(path: &Path) -> Option<String> {
     let mut f = std::fs::File::open(path).ok()?;
@@ -249,10 +273,8 @@ fn inspect_file(path: &Path) -> Option<String> {
     if n == 16 && &head == SQLITE_MAGIC {
         return Some("it is an unencrypted SQLite database".to_owned());
     }
-    if len % u64::from(CIPHER_PAGE_SIZE) != 0 {
-        return Some(format!(
-            "{len} bytes is not a whole number of {CIPHER_PAGE_SIZE}-byte pages (truncated or not a database)"
-        ));
+    match check_length(path, len) {
+        Err(DbError::NotAQueueFile { reason, .. }) => Some(reason),
+        _ => None,
     }
-    None
 }

@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
 
-use super::open::{check_schema, classify, open_reader, Cipher, SchemaState, CIPHER_PAGE_SIZE};
+use super::open::{
+    check_length, check_schema, classify, open_reader, Cipher, SchemaState, CIPHER_PAGE_SIZE,
+};
 use super::DbError;
 use crate::schema::QueueFile;
 
@@ -165,7 +167,8 @@ pub fn read_snapshot<T>(
             last = "the writer's journal is present (commit in progress)".to_owned();
             continue;
         }
-        let outcome = attempt_read(path, cipher, file, &mut read);
+        let outcome = check_length(path, before.len)
+            .and_then(|()| attempt_read(path, cipher, file, &mut read));
         let stable = !journal_exists(&journal)? && Fingerprint::take(path)? == before;
         match outcome {
             Ok(value) if stable => return Ok(value),
