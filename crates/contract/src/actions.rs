@@ -228,6 +228,13 @@ pub fn parse_action(bytes: &[u8]) -> Result<ActionBody, WireError> {
     }
     if !text.starts_with('{') {
         check_action_name(text)?;
+        // The structured actions have required fields, so their bare names are not
+        // actions (and an envelope of that name would not read back as one).
+        for structured in [ACTION_SCHEDULE_TASK, ACTION_ASK_USER] {
+            if text == structured {
+                return Err(invalid(structured, "needs a JSON body"));
+            }
+        }
         return Ok(ActionBody::Envelope(SystemAction {
             action: text.to_owned(),
             payload: None,
@@ -417,7 +424,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     // Cap at ten years: longer than any schedule needs, far from overflow.
     const MAX_NANOS: f64 = 10.0 * 365.0 * 24.0 * 3600e9;
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return Err("duration must be positive".to_owned());
     }
     if total > MAX_NANOS {
@@ -483,6 +490,15 @@ mod tests {
             Err(WireError::Invalid { .. })
         ));
         assert_eq!(parse_action(&[0xff, 0xfe]), Err(WireError::NotUtf8));
+        // Found by the fuzzer: a bare structured name is not an envelope.
+        assert!(matches!(
+            parse_action(b" schedule_task \n"),
+            Err(WireError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse_action(b"ask_user_question"),
+            Err(WireError::Invalid { .. })
+        ));
     }
 
     #[test]

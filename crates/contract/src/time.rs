@@ -37,12 +37,11 @@ impl Timestamp {
 
     /// The instant `nanos` nanoseconds after the Unix epoch.
     pub fn from_unix_nanos(nanos: i128) -> Result<Self, TimestampError> {
-        OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .map(|t| Self::clamp_year(t))
-            .map_err(|e| TimestampError {
-                value: nanos.to_string(),
-                reason: e.to_string(),
-            })?
+        let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|e| TimestampError {
+            value: nanos.to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::clamp_year(t)
     }
 
     pub fn unix_nanos(self) -> i128 {
