@@ -7,6 +7,55 @@
 //! both checked at every open. The file itself therefore refuses a wrong-parity row,
 //! even from a writer that bypassed this crate.
 
+/// A kind of encrypted database file: its name, schema, version and file tag. The queue
+/// files are two kinds; host crates define their own (the registry, the change store)
+/// and open them through the same builder, so every encrypted file of the system gets
+/// the same cipher settings and the same checks at open.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FileKind {
+    pub name: &'static str,
+    /// Stored in `PRAGMA user_version`; checked at every open.
+    pub version: i64,
+    /// Stored in `PRAGMA application_id`; tells one kind of file from another.
+    pub application_id: i64,
+    /// Executed once, in one transaction, when the file is created.
+    pub ddl: &'static str,
+}
+
+/// Anything that names a [`FileKind`].
+pub trait FileSchema: Copy {
+    fn kind(self) -> &'static FileKind;
+}
+
+impl FileSchema for &'static FileKind {
+    fn kind(self) -> &'static FileKind {
+        self
+    }
+}
+
+pub const INBOUND: FileKind = FileKind {
+    name: "inbound",
+    version: INBOUND_VERSION,
+    application_id: INBOUND_APPLICATION_ID,
+    ddl: INBOUND_DDL,
+};
+
+pub const OUTBOUND: FileKind = FileKind {
+    name: "outbound",
+    version: OUTBOUND_VERSION,
+    application_id: OUTBOUND_APPLICATION_ID,
+    ddl: OUTBOUND_DDL,
+};
+
+impl FileSchema for QueueFile {
+    fn kind(self) -> &'static FileKind {
+        match self {
+            QueueFile::Inbound => &INBOUND,
+            QueueFile::Outbound => &OUTBOUND,
+        }
+    }
+}
+
 /// Which of the two queue files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueFile {
@@ -15,42 +64,16 @@ pub enum QueueFile {
 }
 
 impl QueueFile {
-    pub const fn name(self) -> &'static str {
-        match self {
-            QueueFile::Inbound => "inbound",
-            QueueFile::Outbound => "outbound",
-        }
+    pub fn name(self) -> &'static str {
+        self.kind().name
     }
 
-    /// The schema version this build writes and reads.
-    pub const fn version(self) -> i64 {
-        match self {
-            QueueFile::Inbound => INBOUND_VERSION,
-            QueueFile::Outbound => OUTBOUND_VERSION,
-        }
-    }
-
-    /// The `PRAGMA application_id` tag of this kind of file.
-    pub const fn application_id(self) -> i64 {
-        match self {
-            QueueFile::Inbound => INBOUND_APPLICATION_ID,
-            QueueFile::Outbound => OUTBOUND_APPLICATION_ID,
-        }
-    }
-
-    pub fn from_application_id(id: i64) -> Option<Self> {
-        match id {
-            INBOUND_APPLICATION_ID => Some(QueueFile::Inbound),
-            OUTBOUND_APPLICATION_ID => Some(QueueFile::Outbound),
-            _ => None,
-        }
-    }
-
-    pub const fn ddl(self) -> &'static str {
-        match self {
-            QueueFile::Inbound => INBOUND_DDL,
-            QueueFile::Outbound => OUTBOUND_DDL,
-        }
+    /// The name of the queue file kind tagged `application_id`, if it is one.
+    pub fn name_of_tag(application_id: i64) -> Option<&'static str> {
+        [QueueFile::Inbound, QueueFile::Outbound]
+            .into_iter()
+            .find(|f| f.kind().application_id == application_id)
+            .map(QueueFile::name)
     }
 }
 

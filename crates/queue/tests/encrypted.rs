@@ -342,11 +342,11 @@ fn bad_files_give_typed_errors() {
     let e = EncryptedInboundReader::open(p("garbage.db"), key(1))
         .err()
         .unwrap();
-    assert!(matches!(e, DbError::NotAQueueFile { .. }), "{e}");
+    assert!(matches!(e, DbError::NotOurFile { .. }), "{e}");
     let e = EncryptedInboundWriter::open(&p("garbage.db"), &key(1))
         .err()
         .unwrap();
-    assert!(matches!(e, DbError::NotAQueueFile { .. }), "{e}");
+    assert!(matches!(e, DbError::NotOurFile { .. }), "{e}");
 
     // A real queue file cut short.
     let (f, id) = session(dir.path(), &key(1));
@@ -359,7 +359,7 @@ fn bad_files_give_typed_errors() {
     let e = EncryptedInboundReader::open(p("truncated.db"), key(1))
         .err()
         .unwrap();
-    assert!(matches!(e, DbError::NotAQueueFile { .. }), "{e}");
+    assert!(matches!(e, DbError::NotOurFile { .. }), "{e}");
 
     // Whole pages of random-looking bytes: indistinguishable from a wrong key.
     let noise: Vec<u8> = (0..8192u32)
@@ -380,7 +380,7 @@ fn bad_files_give_typed_errors() {
         .err()
         .unwrap();
     assert!(
-        matches!(e, DbError::NotAQueueFile { ref reason, .. } if reason.contains("unencrypted")),
+        matches!(e, DbError::NotOurFile { ref reason, .. } if reason.contains("unencrypted")),
         "{e}"
     );
 

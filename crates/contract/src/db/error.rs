@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::schema::QueueFile;
 
 /// Why a queue file could not be opened or read. Never contains key material.
 #[derive(Debug, thiserror::Error)]
@@ -17,9 +16,9 @@ pub enum DbError {
     NotProvisioned { path: PathBuf },
     #[error("{path}: the session key does not decrypt this file (wrong key, or not an IronClaw queue file)")]
     WrongKey { path: PathBuf },
-    #[error("{path}: not an encrypted IronClaw queue file: {reason}")]
-    NotAQueueFile { path: PathBuf, reason: String },
-    #[error("{path}: this is the {found} queue file, but the {expected} one was expected")]
+    #[error("{path}: not an encrypted IronClaw file: {reason}")]
+    NotOurFile { path: PathBuf, reason: String },
+    #[error("{path}: this is the {found} file, but the {expected} one was expected")]
     WrongFile {
         path: PathBuf,
         expected: &'static str,
@@ -64,7 +63,7 @@ impl DbError {
     pub fn is_corruption(&self) -> bool {
         matches!(
             self,
-            DbError::Corrupt { .. } | DbError::NotAQueueFile { .. } | DbError::WrongKey { .. }
+            DbError::Corrupt { .. } | DbError::NotOurFile { .. } | DbError::WrongKey { .. }
         )
     }
 
@@ -80,17 +79,7 @@ impl DbError {
         }
     }
 
-    pub(crate) fn wrong_file(
-        path: &std::path::Path,
-        expected: QueueFile,
-        found: QueueFile,
-    ) -> Self {
-        DbError::WrongFile {
-            path: path.to_owned(),
-            expected: expected.name(),
-            found: found.name(),
-        }
-    }
+
 }
 
 /// Maps an SQLite failure of operation `op` on `path` into a queue error.

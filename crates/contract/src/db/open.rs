@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::DbError;
 use crate::key::SessionKey;
-use crate::schema::QueueFile;
+use crate::schema::{FileKind, FileSchema, QueueFile};
 
 /// How long a writer waits for another writer on the same side before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
@@ -37,7 +37,8 @@ pub(crate) enum Access {
 
 /// Opens (creating if needed) a queue file for its one writer, creating and versioning
 /// the schema on first use and verifying key, file kind and version otherwise.
-pub fn open_writer(path: &Path, cipher: &Cipher, file: QueueFile) -> Result<Connection, DbError> {
+pub fn open_writer(path: &Path, cipher: &Cipher, file: impl FileSchema) -> Result<Connection, DbError> {
+    let file = file.kind();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -110,7 +111,7 @@ fn configure(
                 .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
                 .map_err(|e| classify(path, "set journal mode", e))?;
             if !mode.eq_ignore_ascii_case("delete") {
-                return Err(DbError::NotAQueueFile {
+                return Err(DbError::NotOurFile {
                     path: path.to_owned(),
                     reason: format!("journal mode stuck at {mode:?}"),
                 });
@@ -148,7 +149,7 @@ pub(crate) enum SchemaState {
 pub(crate) fn check_schema(
     conn: &Connection,
     path: &Path,
-    file: QueueFile,
+    file: &FileKind,
 ) -> Result<SchemaState, DbError> {
     let q = |sql: &str| {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -161,23 +162,25 @@ pub(crate) fn check_schema(
         if tables == 0 {
             return Ok(SchemaState::Empty);
         }
-        return Err(DbError::NotAQueueFile {
+        return Err(DbError::NotOurFile {
             path: path.to_owned(),
             reason: format!("{tables} schema objects but no IronClaw file tag"),
         });
     }
-    let found = QueueFile::from_application_id(app).ok_or_else(|| DbError::NotAQueueFile {
-        path: path.to_owned(),
-        reason: format!("application_id {app:#x} is not an IronClaw queue tag"),
-    })?;
-    if found != file {
-        return Err(DbError::wrong_file(path, file, found));
+    if app != file.application_id {
+        return Err(match QueueFile::name_of_tag(app) {
+            Some(found) => DbError::WrongFile { path: path.to_owned(), expected: file.name, found },
+            None => DbError::NotOurFile {
+                path: path.to_owned(),
+                reason: format!("application_id {app:#x} is not the {} file tag", file.name),
+            },
+        });
     }
-    let supported = file.version();
+    let supported = file.version;
     if version > supported {
         return Err(DbError::SchemaTooNew {
             path: path.to_owned(),
-            file: file.name(),
+            file: file.name,
             found: version,
             supported,
         });
@@ -185,7 +188,7 @@ pub(crate) fn check_schema(
     if version != supported {
         return Err(DbError::UnknownSchema {
             path: path.to_owned(),
-            file: file.name(),
+            file: file.name,
             found: version,
             supported,
         });
@@ -193,7 +196,7 @@ pub(crate) fn check_schema(
     Ok(SchemaState::Current)
 }
 
-fn ensure_schema(conn: &Connection, path: &Path, file: QueueFile) -> Result<(), DbError> {
+fn ensure_schema(conn: &Connection, path: &Path, file: &FileKind) -> Result<(), DbError> {
     if check_schema(conn, path, file)? == SchemaState::Current {
         return Ok(());
     }
@@ -205,9 +208,9 @@ fn ensure_schema(conn: &Connection, path: &Path, file: QueueFile) -> Result<(), 
         if check_schema(conn, path, file)? == SchemaState::Empty {
             let ddl = format!(
                 "{}\nPRAGMA user_version = {};\nPRAGMA application_id = {};",
-                file.ddl(),
-                file.version(),
-                file.application_id()
+                file.ddl,
+                file.version,
+                file.application_id
             );
             conn.execute_batch(&ddl)
                 .map_err(|e| classify(path, "create schema", e))?;
@@ -227,7 +230,7 @@ fn ensure_schema(conn: &Connection, path: &Path, file: QueueFile) -> Result<(), 
 pub(crate) fn classify(path: &Path, op: &'static str, e: rusqlite::Error) -> DbError {
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => match inspect_file(path) {
-            Some(reason) => DbError::NotAQueueFile {
+            Some(reason) => DbError::NotOurFile {
                 path: path.to_owned(),
                 reason,
             },
@@ -256,7 +259,7 @@ fn file_len(path: &Path) -> Result<u64, DbError> {
 /// A committed queue file is a whole number of cipher pages.
 pub(crate) fn check_length(path: &Path, len: u64) -> Result<(), DbError> {
     if len % u64::from(CIPHER_PAGE_SIZE) != 0 {
-        return Err(DbError::NotAQueueFile {
+        return Err(DbError::NotOurFile {
             path: path.to_owned(),
             reason: format!("{len} bytes is not a whole number of {CIPHER_PAGE_SIZE}-byte pages (truncated or not a database)"),
         });
@@ -274,7 +277,7 @@ fn inspect_file(path: &Path) -> Option<String> {
         return Some("it is an unencrypted SQLite database".to_owned());
     }
     match check_length(path, len) {
-        Err(DbError::NotAQueueFile { reason, .. }) => Some(reason),
+        Err(DbError::NotOurFile { reason, .. }) => Some(reason),
         _ => None,
     }
 }

@@ -35,7 +35,7 @@ use super::open::{
     check_length, check_schema, classify, open_reader, Cipher, SchemaState, CIPHER_PAGE_SIZE,
 };
 use super::DbError;
-use crate::schema::QueueFile;
+use crate::schema::{FileKind, FileSchema};
 
 /// How hard a reader tries before reporting [`DbError::Unstable`].
 #[derive(Debug, Clone, Copy)]
@@ -153,10 +153,11 @@ fn pause(attempt: u32, max: Duration) {
 pub fn read_snapshot<T>(
     path: &Path,
     cipher: &Cipher,
-    file: QueueFile,
+    file: impl FileSchema,
     policy: SnapshotPolicy,
     mut read: impl FnMut(&Connection) -> rusqlite::Result<T>,
 ) -> Result<T, DbError> {
+    let file = file.kind();
     let journal = journal_path(path);
     let mut last = String::from("no attempt made");
     let mut previous_stable_error: Option<String> = None;
@@ -198,7 +199,7 @@ pub fn read_snapshot<T>(
 fn attempt_read<T>(
     path: &Path,
     cipher: &Cipher,
-    file: QueueFile,
+    file: &FileKind,
     read: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
 ) -> Result<T, DbError> {
     let conn = open_reader(path, cipher)?;
