@@ -1,0 +1,1 @@
+//! Operator identity: named principals with hashed API tokens.

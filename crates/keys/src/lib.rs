@@ -1,0 +1,1 @@
+//! Key custody: the host master key, sealed per-session keys, rotation.

@@ -1,0 +1,1 @@
+//! The host data model: agent groups, messaging groups, wirings, users, roles, members, destinations, sessions.
