@@ -1,25 +1,14 @@
-//! `ironclaw-controlplane`: the IronClaw daemon.
-//!
-//! This build parses the daemon's flags and, in `--dev`, runs the queue path end to
-//! end on real encrypted files (provision a session, write inbound as the host, read it
-//! back through the sandbox's reader). The API server, gateway and sandbox launch arrive
-//! with issues #3–#6.
+//! `ironclaw-controlplane`: the IronClaw daemon. Parses flags and composes the host
+//! crates; all behaviour lives in them.
+
+mod bootstrap;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use ironclaw_contract::db::Cipher;
-use ironclaw_contract::enums::{MessageKind, Provenance};
-use ironclaw_contract::ids::{MessageId, SessionId};
-use ironclaw_contract::key::SessionKey;
-use ironclaw_contract::paths::HostLayout;
-use ironclaw_contract::queue::{InboundReader, InboundWriter};
-use ironclaw_contract::rows::{NewMessageIn, Route};
-use ironclaw_contract::time::Timestamp;
-use ironclaw_queue::QueueFactory;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
@@ -27,39 +16,74 @@ enum LogFormat {
     Json,
 }
 
-/// Run the IronClaw control plane: channels in, sandboxed agents, human-approved
-/// changes, a tamper-evident audit chain.
+/// Run the IronClaw control plane: sandboxed agents, human-approved changes, a
+/// tamper-evident audit chain, driven over an HTTP API by `ironctl`.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
-struct Args {
+pub struct Args {
     /// Address of the HTTP API. In production, the host's tailnet IP: the control plane
     /// should have no public port.
-    #[arg(long, default_value = "127.0.0.1:8787")]
+    #[arg(long, default_value = "127.0.0.1:8787", env = "IRONCLAW_API_ADDR")]
     api_addr: SocketAddr,
-    /// Directory holding keys, queues, registry and audit chain (created 0700).
-    #[arg(long, default_value = "/var/lib/ironclaw")]
-    state_dir: PathBuf,
+    /// Directory for keys, queues, registry, change store and audit chain (0700).
+    /// Default: /var/lib/ironclaw, or ./.ironclaw-dev with --dev.
+    #[arg(long, env = "IRONCLAW_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// Base unix socket of the host model proxy; per-session sockets live beside it in
     /// `<PATH>.d/`.
     #[arg(long, default_value = "/run/ironclaw/modelproxy.sock")]
     model_proxy_socket: PathBuf,
-    /// Development mode: embedded defaults, mock model provider, a seeded agent.
+    /// Development mode: local state dir, a seeded `dev-agent` group (mock provider)
+    /// owned by the dev operator, whose token is IRONCLAW_API_TOKEN or is created and
+    /// written to <state-dir>/dev-token.
     #[arg(long)]
     dev: bool,
-    /// Log format.
+    /// Log format (stderr).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Sustained API requests per second allowed per client (0 = unlimited).
+    #[arg(long, default_value_t = 50.0)]
+    rate_limit_rps: f64,
+    /// API request burst allowed per client.
+    #[arg(long, default_value_t = 100)]
+    rate_limit_burst: u32,
+    /// Largest API request body, in bytes (larger → 413).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Largest API request header section, in bytes (larger → 431).
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+    /// API request timeout, in seconds (→ 408).
+    #[arg(long, default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// PEM certificate for HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !args.dev {
-        eprintln!(
-            "ironclaw-controlplane: the API server is not built yet (issue #3); only --dev's queue check runs"
-        );
-        return ExitCode::from(2);
-    }
-    match dev_queue_check(&args) {
+    ironclaw_obs::init(
+        match args.log_format {
+            LogFormat::Text => ironclaw_obs::LogFormat::Text,
+            LogFormat::Json => ironclaw_obs::LogFormat::Json,
+        },
+        "info",
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ironclaw-controlplane: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ironclaw-controlplane: {e}");
@@ -68,49 +92,53 @@ fn main() -> ExitCode {
     }
 }
 
-fn dev_queue_check(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| format!("OS random source: {e}"))?;
-    let cipher = Cipher::Key(SessionKey::from_bytes(raw));
-    raw.fill(0);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&args.state_dir)?;
-    let factory = QueueFactory::new(HostLayout::new(&args.state_dir));
-    let session = SessionId::new("dev-check")?;
-    factory.provision(&session, &cipher)?;
-    let mut writer = factory.inbound_writer(&session, &cipher)?;
-    let id = MessageId::new(format!("in_{}", Timestamp::now().unix_nanos()))?;
-    let seq = writer.write_message(&NewMessageIn {
-        id: id.clone(),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route::default(),
-        content: "hello".to_owned(),
-        source_session_id: None,
-        provenance: Provenance::Host,
-    })?;
-    let mut reader = factory.inbound_reader(&session, cipher)?;
-    let found = reader
-        .pending_messages(Timestamp::now())?
-        .rows
-        .into_iter()
-        .any(|m| m.id() == &id);
-    factory.remove(&session)?;
-    if !found {
-        return Err("the message written was not read back".into());
-    }
-    println!(
-        "ironclaw-controlplane --dev: encrypted queue round trip ok (seq {seq}) under {}; \
-         api {} and model proxy {} start with issue #3",
-        args.state_dir.display(),
+async fn run(args: Args) -> Result<(), String> {
+    let daemon = bootstrap::Daemon::open(&args)?;
+    let limits = ironclaw_api::Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_header_bytes: args.max_header_bytes,
+        rate_limit_rps: args.rate_limit_rps,
+        rate_limit_burst: args.rate_limit_burst,
+        request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+    };
+    let state = daemon.api_state(limits);
+    let app = ironclaw_api::router(state.clone());
+    let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
+        (Some(cert), Some(key)) => Some(ironclaw_api::TlsConfig { cert, key }),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    state.set_not_ready(None);
+    ironclaw_api::serve(
         args.api_addr,
-        args.model_proxy_socket.display()
-    );
+        app,
+        tls,
+        args.max_header_bytes,
+        shutdown_signal(),
+        Duration::from_secs(10),
+        move |addr| tracing::info!(%addr, "API listening on {scheme}://{addr}"),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
 }

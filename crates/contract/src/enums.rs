@@ -183,6 +183,22 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// Where a change request is in its life.
+    ChangeStatus, "change status", {
+        /// Held for a human.
+        Pending => "pending",
+        /// A human approved it; its effects are being applied.
+        Approved => "approved",
+        /// Its effects are committed.
+        Applied => "applied",
+        /// Approved, but applying failed; visible, and retryable by an operator.
+        ApplyFailed => "apply_failed",
+        /// Refused by a verifier or a human.
+        Rejected => "rejected",
+    }
+);
+
+wire_enum!(
     /// A human's decision on a change request.
     Outcome, "decision outcome", {
         Approve => "approve",

@@ -39,6 +39,7 @@ pub mod paths;
 pub mod queue;
 pub mod rows;
 pub mod time;
+pub mod tools;
 
 #[cfg(feature = "db")]
 pub mod db;

@@ -143,8 +143,8 @@ impl HostLayout {
     pub fn registry_db(&self) -> PathBuf {
         self.state_dir.join("registry.db")
     }
-    pub fn changes_dir(&self) -> PathBuf {
-        self.state_dir.join("changes")
+    pub fn changes_db(&self) -> PathBuf {
+        self.state_dir.join("changes.db")
     }
     pub fn runsc_root(&self) -> PathBuf {
         self.state_dir.join("runsc")

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-
 /// Why a queue file could not be opened or read. Never contains key material.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -78,8 +77,6 @@ impl DbError {
             source,
         }
     }
-
-
 }
 
 /// Maps an SQLite failure of operation `op` on `path` into a queue error.

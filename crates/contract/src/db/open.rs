@@ -37,7 +37,11 @@ pub(crate) enum Access {
 
 /// Opens (creating if needed) a queue file for its one writer, creating and versioning
 /// the schema on first use and verifying key, file kind and version otherwise.
-pub fn open_writer(path: &Path, cipher: &Cipher, file: impl FileSchema) -> Result<Connection, DbError> {
+pub fn open_writer(
+    path: &Path,
+    cipher: &Cipher,
+    file: impl FileSchema,
+) -> Result<Connection, DbError> {
     let file = file.kind();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -169,7 +173,11 @@ pub(crate) fn check_schema(
     }
     if app != file.application_id {
         return Err(match QueueFile::name_of_tag(app) {
-            Some(found) => DbError::WrongFile { path: path.to_owned(), expected: file.name, found },
+            Some(found) => DbError::WrongFile {
+                path: path.to_owned(),
+                expected: file.name,
+                found,
+            },
             None => DbError::NotOurFile {
                 path: path.to_owned(),
                 reason: format!("application_id {app:#x} is not the {} file tag", file.name),
@@ -208,9 +216,7 @@ fn ensure_schema(conn: &Connection, path: &Path, file: &FileKind) -> Result<(), 
         if check_schema(conn, path, file)? == SchemaState::Empty {
             let ddl = format!(
                 "{}\nPRAGMA user_version = {};\nPRAGMA application_id = {};",
-                file.ddl,
-                file.version,
-                file.application_id
+                file.ddl, file.version, file.application_id
             );
             conn.execute_batch(&ddl)
                 .map_err(|e| classify(path, "create schema", e))?;

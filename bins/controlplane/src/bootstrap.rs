@@ -1,0 +1,283 @@
+//! Opening the daemon's state, in dependency order, failing closed on anything wrong.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ironclaw_api::{ApiParts, ApiState, Limits};
+use ironclaw_audit::{AuditEvent, AuditLog};
+use ironclaw_contract::db::Cipher;
+use ironclaw_contract::ids::{AgentGroupId, UserId};
+use ironclaw_contract::paths::HostLayout;
+use ironclaw_gateway::{Chain, ChangeStore, Gateway};
+use ironclaw_identity::TokenStore;
+use ironclaw_keys::KeyCustodian;
+use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
+
+use crate::Args;
+
+pub struct Daemon {
+    registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
+    tokens: Arc<TokenStore>,
+    gateway: Arc<Gateway>,
+    /// Held so its checks ran at startup; sessions use it from issue #5 on.
+    _keys: KeyCustodian,
+    notices: Vec<String>,
+}
+
+fn err(what: &str) -> impl Fn(String) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+impl Daemon {
+    pub fn open(args: &Args) -> Result<Self, String> {
+        let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+            if args.dev {
+                PathBuf::from(".ironclaw-dev")
+            } else {
+                PathBuf::from("/var/lib/ironclaw")
+            }
+        });
+        private_dir(&state_dir)?;
+        let layout = HostLayout::new(&state_dir);
+        tracing::info!(state_dir = %state_dir.display(), dev = args.dev, "opening state");
+
+        let (keys, created) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys())
+            .map_err(|e| err("key custody")(e.to_string()))?;
+        if created {
+            tracing::warn!(path = %layout.master_key().display(), "created a new master key; back it up with the state dir");
+        }
+        let registry = Registry::open(
+            &layout.registry_db(),
+            &Cipher::Key(keys.derive("registry-db")),
+        )
+        .map_err(|e| err("registry")(e.to_string()))?;
+        let store = ChangeStore::open(
+            &layout.changes_db(),
+            &Cipher::Key(keys.derive("change-store-db")),
+        )
+        .map_err(|e| err("change store")(e.to_string()))?;
+        let audit =
+            AuditLog::open(&layout.audit_log()).map_err(|e| err("audit log")(e.to_string()))?;
+        audit
+            .append(AuditEvent::DaemonStarted {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .map_err(|e| err("audit log")(e.to_string()))?;
+        let tokens =
+            TokenStore::open(&layout.tokens_file()).map_err(|e| err("tokens")(e.to_string()))?;
+
+        let registry = Arc::new(registry);
+        let audit = Arc::new(audit);
+        let mut notices = Vec::new();
+        if args.dev {
+            dev_identity(&layout, &tokens, &registry, &audit)?;
+            seed_dev_agent(&registry)?;
+            notices.push("dev mode: embedded defaults, mock provider, local state".to_owned());
+        } else if tokens.is_empty() {
+            first_owner(&tokens, &registry, &audit)?;
+        }
+
+        let mount_prefix = state_dir.join("mounts");
+        let gateway = Gateway::new(
+            store,
+            registry.clone(),
+            audit.clone(),
+            Chain::standard(mount_prefix),
+        );
+        let recovered = gateway
+            .recover()
+            .map_err(|e| err("recovering approved changes")(e.to_string()))?;
+        if recovered > 0 {
+            tracing::info!(recovered, "applied changes approved before a restart");
+        }
+        tracing::info!(model_proxy_socket = %args.model_proxy_socket.display(), "model proxy base socket (sessions arrive with the sandbox issues)");
+        Ok(Self {
+            registry,
+            audit,
+            tokens: Arc::new(tokens),
+            gateway: Arc::new(gateway),
+            _keys: keys,
+            notices,
+        })
+    }
+
+    pub fn api_state(&self, limits: Limits) -> ApiState {
+        let state = ApiState::new(ApiParts {
+            gateway: self.gateway.clone(),
+            registry: self.registry.clone(),
+            audit: self.audit.clone(),
+            tokens: self.tokens.clone(),
+            limits,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        });
+        for n in &self.notices {
+            state.add_notice(n.clone());
+        }
+        state
+    }
+}
+
+/// Creates the state dir 0700, or refuses one that others can read.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("state dir {} is not a directory", dir.display()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "state dir {} has mode {mode:o}; it holds keys and must be private: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn make_owner(name: &str, principal: &UserId, registry: &Registry) -> Result<(), String> {
+    registry
+        .put_user(User {
+            id: principal.clone(),
+            kind: "operator".into(),
+            display_name: name.into(),
+        })
+        .and_then(|_| {
+            registry.grant_role(&RoleGrant {
+                user_id: principal.clone(),
+                role: Role::Owner,
+                scope: None,
+            })
+        })
+        .map(|_| ())
+        .map_err(|e| err("registry")(e.to_string()))
+}
+
+fn daemon_principal() -> UserId {
+    UserId::new("daemon:bootstrap").unwrap_or_else(|_| unreachable!("constant id is valid"))
+}
+
+/// First start outside --dev: mint an owner token and print it once.
+fn first_owner(tokens: &TokenStore, registry: &Registry, audit: &AuditLog) -> Result<(), String> {
+    let (record, secret) = tokens
+        .create("owner", None)
+        .map_err(|e| err("tokens")(e.to_string()))?;
+    make_owner("owner", &record.principal, registry)?;
+    audit
+        .append(AuditEvent::TokenCreated {
+            name: "owner".into(),
+            principal: record.principal.clone(),
+            created_by: daemon_principal(),
+        })
+        .map_err(|e| err("audit log")(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "First start: created the owner token (shown once, store it now):\n\n    {}\n\nexport IRONCLAW_API_TOKEN=<token> to use ironctl.",
+        secret.expose()
+    );
+    Ok(())
+}
+
+/// --dev: the dev operator's token is IRONCLAW_API_TOKEN, or the one in
+/// <state>/dev-token, or a new one written there (0600).
+fn dev_identity(
+    layout: &HostLayout,
+    tokens: &TokenStore,
+    registry: &Registry,
+    audit: &AuditLog,
+) -> Result<(), String> {
+    let path = layout.dev_token();
+    let from_env = std::env::var("IRONCLAW_API_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let from_file = std::fs::read_to_string(&path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let token = match from_env.or(from_file) {
+        Some(t) => {
+            tokens
+                .adopt("dev", &t, None)
+                .map_err(|e| err("dev token")(e.to_string()))?;
+            t
+        }
+        None => {
+            if tokens
+                .list()
+                .iter()
+                .any(|r| r.name == "dev" && r.is_active())
+            {
+                tokens
+                    .revoke("dev", &daemon_principal())
+                    .map_err(|e| err("dev token")(e.to_string()))?;
+            }
+            let (_, secret) = tokens
+                .create("dev", None)
+                .map_err(|e| err("dev token")(e.to_string()))?;
+            secret.expose().to_owned()
+        }
+    };
+    write_private(&path, &token)?;
+    let principal = UserId::new("operator:dev").map_err(|e| e.to_string())?;
+    make_owner("dev", &principal, registry)?;
+    audit
+        .append(AuditEvent::TokenCreated {
+            name: "dev".into(),
+            principal,
+            created_by: daemon_principal(),
+        })
+        .map_err(|e| err("audit log")(e.to_string()))?;
+    eprintln!(
+        "dev mode: the dev operator's token is in {} (export IRONCLAW_API_TOKEN=$(cat {}))",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// --dev: the `dev-agent` group with the mock provider and every optional tool.
+fn seed_dev_agent(registry: &Registry) -> Result<(), String> {
+    let id = AgentGroupId::new("dev-agent").map_err(|e| e.to_string())?;
+    if registry
+        .agent_group(&id)
+        .map_err(|e| err("registry")(e.to_string()))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut g = AgentGroup::new(id, "Dev agent", "mock", "");
+    g.persona = "You are the IronClaw development agent.".into();
+    g.enabled_tools = ironclaw_contract::tools::OPTIONAL_TOOLS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    registry
+        .create_agent_group(g)
+        .map_err(|e| err("seeding dev-agent")(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The control plane's HTTP API (axum).
+//!
+//! - Routes: health and readiness (open), metrics, change requests and decisions, the
+//!   audit chain, the registry (read, plus the identity-only writes), operator tokens,
+//!   status. Every route is listed in [`ROUTES`] and documented in `docs/openapi.yaml`;
+//!   a test fails when one is missing from the other.
+//! - JSON in snake_case; every error is `{"error": {"code", "message"}}`.
+//! - Hardening on by default: per-client rate limit (429 + `Retry-After`), header limit
+//!   (431), body limit (413), request timeout, optional TLS (rustls).
+//! - Authentication: a bearer token naming an operator ([`ironclaw_identity`]); the
+//!   authenticated principal is what the gateway records, never a claimed name.
+//!
+//! Not here: policy. Who may decide what is the gateway's and the registry's; this
+//! crate maps HTTP onto them.
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod limits;
+mod metrics;
+mod routes;
+mod serve;
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ironclaw_audit::AuditLog;
+use ironclaw_gateway::Gateway;
+use ironclaw_identity::TokenStore;
+use ironclaw_registry::Registry;
+
+pub use error::ApiError;
+pub use limits::Limits;
+pub use routes::{router, ROUTES};
+pub use serve::{serve, ServeError, TlsConfig};
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gateway: Arc<Gateway>,
+    registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
+    tokens: Arc<TokenStore>,
+    metrics: metrics::Metrics,
+    limits: Limits,
+    rate_limiter: limits::RateLimiter,
+    /// `None` when ready; otherwise why not.
+    not_ready: RwLock<Option<String>>,
+    /// Shown in `/readyz` and `/v1/status` (e.g. "unsandboxed dev isolator").
+    notices: RwLock<Vec<String>>,
+    started: Instant,
+    version: String,
+}
+
+/// What the API is built from.
+pub struct ApiParts {
+    pub gateway: Arc<Gateway>,
+    pub registry: Arc<Registry>,
+    pub audit: Arc<AuditLog>,
+    pub tokens: Arc<TokenStore>,
+    pub limits: Limits,
+    pub version: String,
+}
+
+impl ApiState {
+    pub fn new(parts: ApiParts) -> Self {
+        let rate_limiter =
+            limits::RateLimiter::new(parts.limits.rate_limit_rps, parts.limits.rate_limit_burst);
+        Self {
+            inner: Arc::new(Inner {
+                gateway: parts.gateway,
+                registry: parts.registry,
+                audit: parts.audit,
+                tokens: parts.tokens,
+                metrics: metrics::Metrics::default(),
+                limits: parts.limits,
+                rate_limiter,
+                not_ready: RwLock::new(Some("starting".into())),
+                notices: RwLock::new(Vec::new()),
+                started: Instant::now(),
+                version: parts.version,
+            }),
+        }
+    }
+
+    /// Marks the daemon ready (`None`) or not ready with a reason (`/readyz` → 503).
+    pub fn set_not_ready(&self, reason: Option<String>) {
+        *self
+            .inner
+            .not_ready
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    /// Adds an operator-visible notice (shown by `/readyz` and `/v1/status`).
+    pub fn add_notice(&self, notice: impl Into<String>) {
+        self.inner
+            .notices
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notice.into());
+    }
+}
