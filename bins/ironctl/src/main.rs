@@ -1,18 +1,30 @@
 //! `ironctl`: the IronClaw operator CLI, an HTTP client of the control plane's API.
 //!
-//! This build carries the global connection flags; the command set (changes, audit,
-//! registry, tokens, sessions) arrives with the operator-path issue (#3).
+//! Exit codes: 0 success; 1 the control plane refused or failed the request; 2 bad
+//! usage; 3 the control plane could not be reached; 4 `audit verify` found the chain
+//! broken.
 
+mod client;
+mod output;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
 
-/// Drive an IronClaw control plane: review and decide change requests, read the audit
-/// chain, manage the registry, tokens and sessions.
+use client::{CliError, Client};
+use output::{s, table};
+
+/// Drive an IronClaw control plane: review and decide change requests, read and verify
+/// the audit chain, inspect the registry, manage operator tokens.
+///
+/// Exit codes: 0 ok, 1 refused by the control plane, 2 usage, 3 unreachable,
+/// 4 audit chain broken.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about)]
 struct Cli {
-    /// Control-plane address (use the tailnet IP in production).
+    /// Control-plane API address (the tailnet IP in production).
     #[arg(
         long,
         global = true,
@@ -20,7 +32,7 @@ struct Cli {
         default_value = "http://127.0.0.1:8787"
     )]
     addr: String,
-    /// API token of the operator running this command.
+    /// Your operator token.
     #[arg(
         long,
         global = true,
@@ -28,26 +40,579 @@ struct Cli {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the version of ironctl.
-    Version,
+    /// Change requests: submit, review, approve, reject.
+    #[command(subcommand)]
+    Change(ChangeCmd),
+    /// Read the audit chain (`audit verify` checks it).
+    Audit(AuditArgs),
+    /// Inspect the registry.
+    #[command(subcommand)]
+    Registry(RegistryCmd),
+    /// Operator tokens (owners only).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The daemon's version, readiness and counts.
+    Status,
+    /// Who your token says you are, and your roles.
+    Whoami,
+}
+
+#[derive(Subcommand, Debug)]
+enum ChangeCmd {
+    /// Submit a change request; it is held for a human.
+    Submit {
+        /// persona, enabled_tools, packages, mounts, wiring, permissions, create_agent, …
+        #[arg(long)]
+        kind: String,
+        /// The agent group it changes (for create_agent: the new group's id).
+        #[arg(long)]
+        group: String,
+        /// The payload as JSON, or @FILE to read it from a file.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Your principal (must match your token; optional).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why the change is needed.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Changes waiting for a decision.
+    Pending,
+    /// One change in full.
+    Show { id: String },
+    /// Approve a pending change (you cannot approve your own).
+    Approve {
+        id: String,
+        /// Your principal (must match your token; optional).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject a pending change.
+    Reject {
+        id: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Decided changes, newest first.
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Apply an apply_failed change again.
+    Retry { id: String },
+}
+
+#[derive(Args, Debug)]
+struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCmd>,
+    /// How many of the latest records to show.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Verify the hash chain: exits 0 if intact, 4 naming the first bad record if not.
+    Verify {
+        /// Verify <DIR>/audit.jsonl on this machine instead of asking the daemon.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RegistryCmd {
+    /// Agent groups (or one, with its capabilities).
+    AgentGroups { id: Option<String> },
+    /// Members of an agent group.
+    Members { group: String },
+    /// Permitted destinations of an agent group.
+    Destinations { group: String },
+    /// Show a messaging group, or create one with --channel and --platform-id.
+    MessagingGroups {
+        id: Option<String>,
+        #[arg(long, requires = "platform_id")]
+        channel: Option<String>,
+        #[arg(long)]
+        platform_id: Option<String>,
+    },
+    /// Wirings of a messaging group, by priority.
+    Wirings { messaging_group: String },
+    /// Show a user, or create/update one with --kind.
+    Users {
+        id: String,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// A user's roles; --grant/--revoke owner|admin (owners only).
+    Roles {
+        user: String,
+        #[arg(long, conflicts_with = "revoke")]
+        grant: Option<String>,
+        #[arg(long)]
+        revoke: Option<String>,
+        /// Scope an admin role to one agent group.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Sessions (or one).
+    Sessions { id: Option<String> },
+    /// Whether a user may use an agent group, and why.
+    Access {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        group: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCmd {
+    /// Mint a token for a new operator (shown once).
+    Create {
+        name: String,
+        #[arg(long, value_parser = ["owner", "admin"])]
+        role: String,
+    },
+    /// Operators and their tokens (no secrets).
+    List,
+    /// Revoke an operator's token.
+    Revoke { name: String },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Version) => {
-            println!("ironctl {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        None => {
-            let _ = Cli::command().print_help();
-            ExitCode::from(2)
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ironctl: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn run(cli: &Cli) -> Result<(), CliError> {
+    let c = Client::new(&cli.addr, cli.token.clone());
+    let show = |v: &Value, f: &dyn Fn(&Value)| if cli.json { output::json(v) } else { f(v) };
+    match &cli.command {
+        Command::Change(cmd) => change(&c, cli.json, cmd),
+        Command::Audit(a) => audit(&c, cli.json, a),
+        Command::Registry(cmd) => registry(&c, cli.json, cmd),
+        Command::Token(cmd) => token(&c, cli.json, cmd),
+        Command::Status => {
+            let v = c.get("/v1/status")?;
+            show(&v, &|v| {
+                println!("version:   {}", s(v, "/version"));
+                println!("uptime:    {}s", s(v, "/uptime_seconds"));
+                println!("ready:     {}", s(v, "/ready"));
+                for n in v
+                    .pointer("/notices")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    println!("notice:    {}", n.as_str().unwrap_or_default());
+                }
+                println!(
+                    "changes:   {}",
+                    v.pointer("/changes").cloned().unwrap_or_default()
+                );
+                println!(
+                    "sessions:  {}",
+                    v.pointer("/sessions").cloned().unwrap_or_default()
+                );
+                println!("audit seq: {}", s(v, "/audit_last_seq"));
+            });
+            Ok(())
+        }
+        Command::Whoami => {
+            let v = c.get("/v1/whoami")?;
+            show(&v, &|v| {
+                println!("{} ({})", s(v, "/user_id"), s(v, "/name"));
+                for r in v
+                    .pointer("/roles")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    println!(
+                        "  {} {}",
+                        s(r, "/role"),
+                        r.pointer("/scope")
+                            .and_then(Value::as_str)
+                            .unwrap_or("(global)")
+                    );
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+fn read_payload(p: &str) -> Result<Value, CliError> {
+    let text = match p.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("--payload @{path}: {e}")))?,
+        None => p.to_owned(),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("--payload is not valid JSON: {e}")))
+}
+
+fn change(c: &Client, as_json: bool, cmd: &ChangeCmd) -> Result<(), CliError> {
+    let list = |v: &Value| {
+        let rows: Vec<Vec<String>> = v
+            .pointer("/changes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|ch| {
+                vec![
+                    s(ch, "/request/id"),
+                    s(ch, "/request/kind"),
+                    s(ch, "/request/agent_group_id"),
+                    s(ch, "/request/requested_by"),
+                    s(ch, "/status"),
+                    s(ch, "/request/created_at"),
+                ]
+            })
+            .collect();
+        table(
+            &["id", "kind", "group", "requested by", "status", "created"],
+            &rows,
+        );
+    };
+    let out = |v: &Value, f: &dyn Fn(&Value)| if as_json { output::json(v) } else { f(v) };
+    match cmd {
+        ChangeCmd::Submit {
+            kind,
+            group,
+            payload,
+            by,
+            reason,
+        } => {
+            let body = json!({
+                "kind": kind, "agent_group_id": group, "payload": read_payload(payload)?,
+                "requested_by": by, "reason": reason,
+            });
+            let v = c.send("POST", "/v1/changes", Some(&body))?;
+            out(&v, &|v| println!("{}  {}", s(v, "/id"), s(v, "/status")));
+        }
+        ChangeCmd::Pending => out(&c.get("/v1/changes/pending")?, &list),
+        ChangeCmd::History { limit } => out(
+            &c.get(&format!("/v1/changes/history?limit={limit}"))?,
+            &list,
+        ),
+        ChangeCmd::Show { id } => out(
+            &c.get(&format!("/v1/changes/{}", enc(id)))?,
+            &output::change,
+        ),
+        ChangeCmd::Approve { id, by } | ChangeCmd::Reject { id, by } => {
+            let outcome = if matches!(cmd, ChangeCmd::Approve { .. }) {
+                "approve"
+            } else {
+                "reject"
+            };
+            let v = c.send(
+                "POST",
+                &format!("/v1/changes/{}/decision", enc(id)),
+                Some(&json!({"outcome": outcome, "decided_by": by})),
+            )?;
+            out(&v, &|v| {
+                println!("{}  {}", s(v, "/request/id"), s(v, "/status"))
+            });
+        }
+        ChangeCmd::Retry { id } => {
+            let v = c.send("POST", &format!("/v1/changes/{}/retry", enc(id)), None)?;
+            out(&v, &|v| {
+                println!("{}  {}", s(v, "/request/id"), s(v, "/status"))
+            });
+        }
+    }
+    Ok(())
+}
+
+fn audit(c: &Client, as_json: bool, a: &AuditArgs) -> Result<(), CliError> {
+    match &a.command {
+        None => {
+            let v = c.get(&format!("/v1/audit?limit={}", a.limit))?;
+            if as_json {
+                output::json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v
+                    .pointer("/records")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let ev = r.pointer("/event").cloned().unwrap_or_default();
+                        let mut detail = ev.clone();
+                        if let Some(o) = detail.as_object_mut() {
+                            o.remove("type");
+                        }
+                        vec![
+                            s(r, "/seq"),
+                            s(r, "/time"),
+                            s(&ev, "/type"),
+                            detail.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["seq", "time", "event", "detail"], &rows);
+            }
+            Ok(())
+        }
+        Some(AuditCmd::Verify {
+            state_dir: Some(dir),
+        }) => {
+            let path = dir.join("audit.jsonl");
+            match ironclaw_audit::verify(&path) {
+                Ok(r) => {
+                    println!(
+                        "audit chain intact: {} records, last seq {}, last hash {}",
+                        r.records, r.last_seq, r.last_hash
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(CliError::AuditBroken(format!("{}: {e}", path.display()))),
+            }
+        }
+        Some(AuditCmd::Verify { state_dir: None }) => {
+            let v = c.get("/v1/audit/verify")?;
+            if v.pointer("/ok") == Some(&Value::Bool(true)) {
+                println!(
+                    "audit chain intact: {} records, last seq {}",
+                    s(&v, "/records"),
+                    s(&v, "/last_seq")
+                );
+                Ok(())
+            } else {
+                Err(CliError::AuditBroken(s(&v, "/error")))
+            }
+        }
+    }
+}
+
+fn registry(c: &Client, as_json: bool, cmd: &RegistryCmd) -> Result<(), CliError> {
+    let out = |v: &Value, f: &dyn Fn(&Value)| if as_json { output::json(v) } else { f(v) };
+    match cmd {
+        RegistryCmd::AgentGroups { id: None } => out(&c.get("/v1/registry/agent-groups")?, &|v| {
+            let rows: Vec<Vec<String>> = v
+                .pointer("/agent_groups")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|g| {
+                    vec![
+                        s(g, "/id"),
+                        s(g, "/name"),
+                        s(g, "/provider"),
+                        s(g, "/enabled_tools"),
+                    ]
+                })
+                .collect();
+            table(&["id", "name", "provider", "enabled tools"], &rows);
+        }),
+        RegistryCmd::AgentGroups { id: Some(id) } => out(
+            &c.get(&format!("/v1/registry/agent-groups/{}", enc(id)))?,
+            &output::json,
+        ),
+        RegistryCmd::Members { group } => out(
+            &c.get(&format!("/v1/registry/agent-groups/{}/members", enc(group)))?,
+            &output::json,
+        ),
+        RegistryCmd::Destinations { group } => out(
+            &c.get(&format!(
+                "/v1/registry/agent-groups/{}/destinations",
+                enc(group)
+            ))?,
+            &output::json,
+        ),
+        RegistryCmd::MessagingGroups {
+            id,
+            channel,
+            platform_id,
+        } => match (id, channel, platform_id) {
+            (Some(id), None, None) => out(
+                &c.get(&format!("/v1/registry/messaging-groups/{}", enc(id)))?,
+                &output::json,
+            ),
+            (None, Some(ch), Some(p)) => out(
+                &c.send(
+                    "POST",
+                    "/v1/registry/messaging-groups",
+                    Some(&json!({"channel_type": ch, "platform_id": p})),
+                )?,
+                &output::json,
+            ),
+            _ => {
+                return Err(CliError::Usage(
+                    "give a messaging group id, or --channel and --platform-id to create one"
+                        .into(),
+                ))
+            }
+        },
+        RegistryCmd::Wirings { messaging_group } => out(
+            &c.get(&format!(
+                "/v1/registry/messaging-groups/{}/wirings",
+                enc(messaging_group)
+            ))?,
+            &output::json,
+        ),
+        RegistryCmd::Users { id, kind: None, .. } => out(
+            &c.get(&format!("/v1/registry/users/{}", enc(id)))?,
+            &output::json,
+        ),
+        RegistryCmd::Users {
+            id,
+            kind: Some(kind),
+            display_name,
+        } => out(
+            &c.send(
+                "PUT",
+                &format!("/v1/registry/users/{}", enc(id)),
+                Some(&json!({"kind": kind, "display_name": display_name})),
+            )?,
+            &output::json,
+        ),
+        RegistryCmd::Roles {
+            user,
+            grant,
+            revoke,
+            group,
+        } => {
+            let body = |role: &str| json!({"user_id": user, "role": role, "agent_group_id": group});
+            let v = match (grant, revoke) {
+                (Some(r), _) => c.send("POST", "/v1/registry/roles", Some(&body(r)))?,
+                (None, Some(r)) => c.send("POST", "/v1/registry/roles/revoke", Some(&body(r)))?,
+                (None, None) => c.get(&format!("/v1/registry/roles?user_id={}", enc(user)))?,
+            };
+            out(&v, &output::json)
+        }
+        RegistryCmd::Sessions { id: None } => out(&c.get("/v1/registry/sessions")?, &|v| {
+            let rows: Vec<Vec<String>> = v
+                .pointer("/sessions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    vec![
+                        s(x, "/id"),
+                        s(x, "/agent_group_id"),
+                        s(x, "/status"),
+                        s(x, "/last_active"),
+                    ]
+                })
+                .collect();
+            table(&["id", "group", "status", "last active"], &rows);
+        }),
+        RegistryCmd::Sessions { id: Some(id) } => out(
+            &c.get(&format!("/v1/registry/sessions/{}", enc(id)))?,
+            &output::json,
+        ),
+        RegistryCmd::Access { user, group } => out(
+            &c.get(&format!(
+                "/v1/registry/access?user_id={}&agent_group_id={}",
+                enc(user),
+                enc(group)
+            ))?,
+            &|v| {
+                println!(
+                    "{} ({})",
+                    if v.pointer("/allowed") == Some(&Value::Bool(true)) {
+                        "allowed"
+                    } else {
+                        "denied"
+                    },
+                    s(v, "/reason")
+                )
+            },
+        ),
+    }
+    Ok(())
+}
+
+fn token(c: &Client, as_json: bool, cmd: &TokenCmd) -> Result<(), CliError> {
+    match cmd {
+        TokenCmd::Create { name, role } => {
+            let v = c.send(
+                "POST",
+                "/v1/tokens",
+                Some(&json!({"name": name, "role": role})),
+            )?;
+            if as_json {
+                output::json(&v);
+            } else {
+                println!(
+                    "created {} ({}) as {}",
+                    s(&v, "/name"),
+                    s(&v, "/principal"),
+                    s(&v, "/role")
+                );
+                println!("token (shown once): {}", s(&v, "/token"));
+            }
+        }
+        TokenCmd::List => {
+            let v = c.get("/v1/tokens")?;
+            if as_json {
+                output::json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v
+                    .pointer("/tokens")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        let state = if t.pointer("/revoked_at").is_some_and(|r| !r.is_null()) {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        vec![
+                            s(t, "/name"),
+                            s(t, "/principal"),
+                            s(t, "/hash_prefix"),
+                            state.into(),
+                            s(t, "/created_at"),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "principal", "hash", "state", "created"], &rows);
+            }
+        }
+        TokenCmd::Revoke { name } => {
+            let v = c.send("DELETE", &format!("/v1/tokens/{}", enc(name)), None)?;
+            if as_json {
+                output::json(&v);
+            } else {
+                println!("revoked {name}");
+            }
+        }
+    }
+    Ok(())
 }
