@@ -12,7 +12,7 @@
 //!   written is not taken (fail closed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ironclaw_audit::{AuditError, AuditEvent, AuditLog};
 use ironclaw_contract::enums::{ChangeKind, ChangeStatus, Outcome, Verdict};
@@ -99,6 +99,16 @@ pub struct Gateway {
     /// recorded without a race.
     decide_lock: Mutex<()>,
     stats: GatewayStats,
+    /// The pending list, read far more often than it changes (operators poll it).
+    /// Every store write goes through this type and bumps the generation, so a cached
+    /// list is never served after a write made it stale.
+    pending_cache: RwLock<PendingCache>,
+}
+
+#[derive(Default)]
+struct PendingCache {
+    generation: u64,
+    list: Option<Arc<Vec<ChangeRecord>>>,
 }
 
 impl Gateway {
@@ -115,6 +125,7 @@ impl Gateway {
             chain,
             decide_lock: Mutex::new(()),
             stats: GatewayStats::default(),
+            pending_cache: RwLock::new(PendingCache::default()),
         }
     }
 
@@ -180,6 +191,7 @@ impl Gateway {
             updated_at: Timestamp::now(),
         };
         self.store.insert(&record)?;
+        self.invalidate();
         let submitted = AuditEvent::ChangeSubmitted {
             change_id: record.request.id.clone(),
             kind: record.request.kind,
@@ -190,6 +202,7 @@ impl Gateway {
         if let Err(e) = self.audit.append(submitted) {
             // Not recorded means not submitted.
             self.store.remove(&record.request.id)?;
+            self.invalidate();
             return Err(e.into());
         }
         bump(&self.stats.submitted);
@@ -224,7 +237,7 @@ impl Gateway {
                 decision: Some(decision),
                 ..Transition::to(ChangeStatus::Rejected)
             };
-            self.store.transition(&id, &[ChangeStatus::Pending], &t)?;
+            self.transition(&id, &[ChangeStatus::Pending], &t)?;
             bump(&self.stats.verifier_rejected);
         } else {
             // Pass cannot happen with the floor in the chain; either way the change
@@ -233,7 +246,7 @@ impl Gateway {
                 verdicts: Some(outcome.verdicts),
                 ..Transition::to(ChangeStatus::Pending)
             };
-            self.store.transition(&id, &[ChangeStatus::Pending], &t)?;
+            self.transition(&id, &[ChangeStatus::Pending], &t)?;
         }
         self.get(&id)
     }
@@ -244,8 +257,54 @@ impl Gateway {
             .ok_or_else(|| GatewayError::NotFound(id.clone()))
     }
 
-    pub fn pending(&self) -> Result<Vec<ChangeRecord>, GatewayError> {
-        Ok(self.store.with_status(ChangeStatus::Pending)?)
+    /// Changes waiting for a decision, oldest first.
+    pub fn pending(&self) -> Result<Arc<Vec<ChangeRecord>>, GatewayError> {
+        if let Some(list) = self.pending_cached() {
+            return Ok(list);
+        }
+        let generation = self.cache().generation;
+        let list = Arc::new(self.store.with_status(ChangeStatus::Pending)?);
+        let mut cache = self
+            .pending_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        // Only keep what was read if no write happened meanwhile.
+        if cache.generation == generation {
+            cache.list = Some(list.clone());
+        }
+        Ok(list)
+    }
+
+    /// The pending list if it is cached: no storage access, so callers on an async
+    /// runtime can answer without a blocking thread.
+    pub fn pending_cached(&self) -> Option<Arc<Vec<ChangeRecord>>> {
+        self.cache().list.clone()
+    }
+
+    fn cache(&self) -> std::sync::RwLockReadGuard<'_, PendingCache> {
+        self.pending_cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every status change goes through here, so the pending cache is always dropped.
+    fn transition(
+        &self,
+        id: &ChangeId,
+        from: &[ChangeStatus],
+        to: &Transition,
+    ) -> Result<bool, StoreError> {
+        let moved = self.store.transition(id, from, to);
+        self.invalidate();
+        moved
+    }
+
+    /// Called after every write to the change store.
+    fn invalidate(&self) {
+        let mut cache = self
+            .pending_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.list = None;
     }
 
     pub fn history(&self, limit: usize) -> Result<Vec<ChangeRecord>, GatewayError> {
@@ -303,7 +362,7 @@ impl Gateway {
             decision: Some(decision),
             ..Transition::to(to)
         };
-        if !self.store.transition(id, &[ChangeStatus::Pending], &t)? {
+        if !self.transition(id, &[ChangeStatus::Pending], &t)? {
             let now = self.get(id)?;
             return Err(GatewayError::WrongState {
                 id: id.clone(),
@@ -381,7 +440,7 @@ impl Gateway {
                 "sandbox principals never retry changes".into(),
             ));
         }
-        self.store.transition(
+        self.transition(
             id,
             &[ChangeStatus::ApplyFailed],
             &Transition::to(ChangeStatus::Approved),
@@ -424,7 +483,7 @@ impl Gateway {
             .write(|tx| apply::apply(tx, &record.request, &parsed));
         match effect {
             Ok(()) => {
-                self.store.transition(
+                self.transition(
                     id,
                     &[ChangeStatus::Approved],
                     &Transition::to(ChangeStatus::Applied),
@@ -445,7 +504,7 @@ impl Gateway {
             error: Some(error.clone()),
             ..Transition::to(ChangeStatus::ApplyFailed)
         };
-        self.store.transition(id, &[ChangeStatus::Approved], &t)?;
+        self.transition(id, &[ChangeStatus::Approved], &t)?;
         bump(&self.stats.apply_failed);
         self.audit.append(AuditEvent::ApplyFailed {
             change_id: id.clone(),

@@ -62,8 +62,11 @@ pub async fn submit(
 
 pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let gw = state.inner.gateway.clone();
-    let changes = blocking(move || Ok(gw.pending()?)).await?;
-    Ok(Json(json!({"changes": changes})))
+    let changes = match gw.pending_cached() {
+        Some(list) => list,
+        None => blocking(move || Ok(gw.pending()?)).await?,
+    };
+    Ok(Json(json!({"changes": *changes})))
 }
 
 #[derive(Deserialize)]
