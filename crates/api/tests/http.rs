@@ -411,9 +411,12 @@ fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// A sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, u64);
+
 /// Checks every line: `# HELP name text`, `# TYPE name counter`, or a sample
 /// `name{labels} <u64>` whose name has a TYPE. Returns the samples.
-fn validate_prometheus(text: &str) -> Result<Vec<(String, Vec<(String, String)>, u64)>, String> {
+fn validate_prometheus(text: &str) -> Result<Vec<Sample>, String> {
     let mut typed = std::collections::BTreeSet::new();
     let mut samples = Vec::new();
     for (n, line) in text.lines().enumerate() {

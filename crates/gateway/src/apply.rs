@@ -134,14 +134,17 @@ pub fn apply(
             );
             g.persona = c.persona.clone();
             g.enabled_tools = c.enabled_tools.clone();
+            let wanted = g.clone();
             match tx.create_agent_group(g) {
                 Ok(_) => {}
-                // Applied already (a crash after the registry commit): same name, same
-                // id — nothing left to do.
+                // Applied already (a crash after the registry commit): the group is
+                // exactly what this change creates — nothing left to do. A group of
+                // this id that differs (another change created it, or it was edited
+                // since) is a failure, never a silent "applied".
                 Err(RegistryError::AlreadyExists { .. })
                     if tx
                         .agent_group(group)?
-                        .is_some_and(|existing| existing.name == c.name) => {}
+                        .is_some_and(|existing| is_created_by(&existing, wanted)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -156,6 +159,15 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// Whether `existing` is the group `wanted` (as given to `create_agent_group`) would
+/// have been stored as: every field equal after normalization, except `created_at`.
+fn is_created_by(existing: &AgentGroup, wanted: AgentGroup) -> bool {
+    wanted.normalized().is_ok_and(|mut w| {
+        w.created_at = existing.created_at;
+        &w == existing
+    })
 }
 
 /// The part of the group's current state a change would replace, shown to the human

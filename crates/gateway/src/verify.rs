@@ -154,7 +154,10 @@ fn clean_absolute(p: &str) -> Option<PathBuf> {
             Component::CurDir | Component::ParentDir | Component::Prefix(_) => return None,
         }
     }
-    Some(out)
+    // `components()` silently drops what is not a component (`//`, a trailing `/`,
+    // an inner `.`); the path must already be written plainly, so that what was
+    // checked is exactly what is stored and mounted.
+    (out.as_os_str() == path.as_os_str()).then_some(out)
 }
 
 impl Verifier for MountAllowlist {
@@ -419,5 +422,8 @@ mod tests {
         );
         assert!(clean_absolute("/srv/m/../etc").is_none());
         assert!(clean_absolute("relative").is_none());
+        for unplain in ["/srv/m/./a", "/srv//m/a", "/srv/m/a/", "//srv/m/a", "/srv/m/."] {
+            assert!(clean_absolute(unplain).is_none(), "{unplain}");
+        }
     }
 }
