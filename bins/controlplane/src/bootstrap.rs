@@ -197,6 +197,13 @@ fn dev_identity(
     audit: &AuditLog,
 ) -> Result<(), String> {
     let path = layout.dev_token();
+    let active_dev = |t: &TokenStore| {
+        t.list()
+            .into_iter()
+            .find(|r| r.name == "dev" && r.is_active())
+            .map(|r| r.hash_prefix)
+    };
+    let before = active_dev(tokens);
     let from_env = std::env::var("IRONCLAW_API_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());

@@ -988,7 +988,7 @@ fn tokens_are_managed_by_owners() {
         Some(owner),
         &json!({"name": "carol", "role": "admin"}),
     )
-    .assert_error(400, "bad_request");
+    .assert_error(409, "conflict");
 
     // The list shows every record and no secret.
     let r = api.get("/v1/tokens", Some(admin));
@@ -1253,4 +1253,24 @@ fn every_listed_route_is_routed() {
         &[],
     );
     assert_eq!(r.status, 405);
+}
+
+#[test]
+fn framework_errors_use_the_json_error_shape() {
+    let api = Api::start();
+    let owner = api.owner.clone();
+    api.get("/v1/registry/roles", Some(&owner))
+        .assert_error(400, "bad_request");
+    api.get("/v1/changes/history?limit=abc", Some(&owner))
+        .assert_error(400, "bad_request");
+    let r = send(
+        api.addr,
+        "DELETE",
+        "/v1/changes/pending",
+        Some(&owner),
+        None,
+        &[],
+    );
+    let msg = r.assert_error(405, "method_not_allowed");
+    assert!(!msg.is_empty());
 }

@@ -261,6 +261,13 @@ impl AuditLog {
         &self.path
     }
 
+    /// Verifies this log's whole chain while no append can run, so a record being
+    /// written at that moment is never mistaken for a torn tail.
+    pub fn verify(&self) -> Result<crate::VerifyReport, crate::ChainError> {
+        let _appends_wait = self.lock();
+        crate::verify(&self.path)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-updated: it is only
         // written after the record is durable, by plain assignments that do not panic.

@@ -402,6 +402,15 @@ impl Gateway {
                 "{decider} requested this change and cannot decide it; another owner or admin must"
             ));
         }
+        self.may_decide_kind(record, decider)
+    }
+
+    /// The role part of deciding: never a sandbox; an owner or admin of the group
+    /// (creating an agent group: an owner or a global admin).
+    fn may_decide_kind(&self, record: &ChangeRecord, decider: &UserId) -> Result<(), String> {
+        if decider.is_sandbox() {
+            return Err("sandbox principals never decide or apply changes".into());
+        }
         let group = &record.request.agent_group_id;
         let allowed = if record.request.kind == ChangeKind::CreateAgent {
             self.registry
@@ -435,10 +444,9 @@ impl Gateway {
                 expected: "apply_failed",
             });
         }
-        if operator.is_sandbox() {
-            return Err(GatewayError::Forbidden(
-                "sandbox principals never retry changes".into(),
-            ));
+        if let Err(reason) = self.may_decide_kind(&record, operator) {
+            bump(&self.stats.refused);
+            return Err(GatewayError::Forbidden(reason));
         }
         self.transition(
             id,

@@ -1022,3 +1022,92 @@ fn counters_match_the_operations_performed() {
     assert_eq!(env.gw.history(100).unwrap().len(), 4);
     assert_eq!(env.gw.history(2).unwrap().len(), 2);
 }
+
+// ---------------------------------------------------------------------------------
+// A change is decidable only once the verifiers have spoken.
+
+/// A verifier that rejects, but only when the test lets it finish.
+struct Gate {
+    entered: std::sync::Arc<Barrier>,
+    release: std::sync::Arc<Barrier>,
+}
+
+impl ironclaw_gateway::verify::Verifier for Gate {
+    fn name(&self) -> &'static str {
+        "gate"
+    }
+    fn verify(
+        &self,
+        _: &ironclaw_gateway::verify::VerifyContext<'_>,
+    ) -> Result<(Verdict, String), String> {
+        self.entered.wait();
+        self.release.wait();
+        Ok((Verdict::Reject, "malicious".into()))
+    }
+}
+
+#[test]
+fn a_change_cannot_be_approved_while_its_verifiers_run() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let entered = Arc::new(Barrier::new(2));
+    let release = Arc::new(Barrier::new(2));
+    let env = Env::with_chain(|_| {
+        ironclaw_gateway::Chain::new(vec![Box::new(Gate {
+            entered: entered.clone(),
+            release: release.clone(),
+        })])
+    });
+
+    let env = &env;
+    std::thread::scope(|s| {
+        let submitter = s.spawn(|| {
+            env.gw
+                .submit(
+                    sub(ChangeKind::Persona, "g1", json!({"persona": "evil"})),
+                    &uid(CAROL),
+                )
+                .unwrap()
+        });
+        entered.wait();
+        // The verifier is running. The change may be listed, but not decided.
+        let listed = env.gw.pending().unwrap();
+        assert_eq!(listed.len(), 1);
+        let id = listed[0].request.id.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let r = env.gw.decide(&id, Outcome::Approve, &uid(ALICE), None);
+            tx.send(r).unwrap();
+        });
+        let early = rx.recv_timeout(Duration::from_millis(100));
+        assert!(
+            early.is_err(),
+            "a decision completed before the verifiers finished: {early:?}"
+        );
+        release.wait();
+        let rec = submitter.join().unwrap();
+        let decided = rx.recv().unwrap();
+
+        assert_eq!(rec.status, ChangeStatus::Rejected, "{rec:?}");
+        assert_eq!(
+            rec.decision.as_ref().unwrap().decided_by,
+            uid("gateway:verifier")
+        );
+        assert!(
+            matches!(
+                decided,
+                Err(GatewayError::WrongState {
+                    status: ChangeStatus::Rejected,
+                    ..
+                })
+            ),
+            "{decided:?}"
+        );
+    });
+    assert_eq!(env.group("g1").persona, "");
+    assert_eq!(stat(&env.gw.stats().applied), 0);
+    assert_eq!(stat(&env.gw.stats().approved), 0);
+    let k = kinds(&env.events());
+    assert_eq!(k, ["submitted", "verdict", "decision"]);
+}

@@ -30,7 +30,7 @@ pub async fn tail(
 pub async fn verify(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let audit = state.inner.audit.clone();
     blocking(move || {
-        Ok(Json(match ironclaw_audit::verify(audit.path()) {
+        Ok(Json(match audit.verify() {
             Ok(r) => json!({"ok": true, "records": r.records, "last_seq": r.last_seq, "last_hash": r.last_hash}),
             Err(e) => json!({"ok": false, "error": e.to_string(), "seq": e.seq, "line": e.line}),
         }))

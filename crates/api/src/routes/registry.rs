@@ -118,6 +118,11 @@ pub async fn create_messaging_group(
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         require_admin(&state, &who.user_id)?;
+        let existed = state
+            .inner
+            .registry
+            .find_messaging_group(&b.channel_type, &b.platform_id, b.instance.as_deref())?
+            .is_some();
         let mg = state.inner.registry.get_or_create_messaging_group(
             &b.channel_type,
             &b.platform_id,
@@ -126,14 +131,16 @@ pub async fn create_messaging_group(
             b.unknown_sender_policy
                 .unwrap_or(UnknownSenderPolicy::Strict),
         )?;
-        audit_write(
-            &state,
-            &who.user_id,
-            format!(
-                "messaging group {} ({}:{})",
-                mg.id, mg.channel_type, mg.platform_id
-            ),
-        )?;
+        if !existed {
+            audit_write(
+                &state,
+                &who.user_id,
+                format!(
+                    "messaging group {} ({}:{})",
+                    mg.id, mg.channel_type, mg.platform_id
+                ),
+            )?;
+        }
         Ok(Json(json!(mg)))
     })
     .await
@@ -242,15 +249,16 @@ pub async fn grant_role(
             role: b.role,
             scope: b.agent_group_id,
         };
-        state.inner.registry.grant_role(&grant)?;
-        audit_write(
-            &state,
-            &who.user_id,
-            format!(
-                "granted {:?} to {} (scope {:?})",
-                grant.role, grant.user_id, grant.scope
-            ),
-        )?;
+        if state.inner.registry.grant_role(&grant)? {
+            audit_write(
+                &state,
+                &who.user_id,
+                format!(
+                    "granted {:?} to {} (scope {:?})",
+                    grant.role, grant.user_id, grant.scope
+                ),
+            )?;
+        }
         Ok(Json(json!(grant)))
     })
     .await
@@ -274,14 +282,16 @@ pub async fn revoke_role(
             ));
         }
         let revoked = state.inner.registry.revoke_role(&grant)?;
-        audit_write(
-            &state,
-            &who.user_id,
-            format!(
-                "revoked {:?} from {} (scope {:?})",
-                grant.role, grant.user_id, grant.scope
-            ),
-        )?;
+        if revoked {
+            audit_write(
+                &state,
+                &who.user_id,
+                format!(
+                    "revoked {:?} from {} (scope {:?})",
+                    grant.role, grant.user_id, grant.scope
+                ),
+            )?;
+        }
         Ok(Json(json!({"revoked": revoked})))
     })
     .await
