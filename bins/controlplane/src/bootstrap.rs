@@ -237,13 +237,16 @@ fn dev_identity(
     write_private(&path, &token)?;
     let principal = UserId::new("operator:dev").map_err(|e| e.to_string())?;
     make_owner("dev", &principal, registry)?;
-    audit
-        .append(AuditEvent::TokenCreated {
-            name: "dev".into(),
-            principal,
-            created_by: daemon_principal(),
-        })
-        .map_err(|e| err("audit log")(e.to_string()))?;
+    // Audit a new dev token, not every restart that finds the same one.
+    if active_dev(tokens) != before {
+        audit
+            .append(AuditEvent::TokenCreated {
+                name: "dev".into(),
+                principal,
+                created_by: daemon_principal(),
+            })
+            .map_err(|e| err("audit log")(e.to_string()))?;
+    }
     eprintln!(
         "dev mode: the dev operator's token is in {} (export IRONCLAW_API_TOKEN=$(cat {}))",
         path.display(),
