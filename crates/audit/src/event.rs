@@ -78,4 +78,25 @@ pub enum AuditEvent {
         session_id: SessionId,
         reason: String,
     },
+    /// One call from a session through the model proxy (allowed or refused). Sizes,
+    /// status and token counts only: never bodies, prompts or keys. `status` is the HTTP
+    /// status the proxy answered with (502 when a streamed response was cut short).
+    ModelCall {
+        session_id: SessionId,
+        agent_group_id: AgentGroupId,
+        provider: String,
+        path: String,
+        status: u16,
+        request_bytes: u64,
+        response_bytes: u64,
+        input_tokens: u64,
+        output_tokens: u64,
+        duration_ms: u64,
+    },
+    /// The model proxy parked a session (token budget reached); every further model
+    /// call from it is refused until an operator resumes it.
+    SessionParked {
+        session_id: SessionId,
+        reason: String,
+    },
 }

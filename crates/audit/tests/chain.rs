@@ -28,7 +28,7 @@ fn user(s: &str) -> UserId {
 fn event(n: usize) -> AuditEvent {
     let group = AgentGroupId::new("dev-agent").unwrap();
     let session = SessionId::new(format!("ses_{n}")).unwrap();
-    match n % 13 {
+    match n % 15 {
         0 => AuditEvent::ChangeSubmitted {
             change_id: change(n),
             kind: ChangeKind::Persona,
@@ -84,9 +84,25 @@ fn event(n: usize) -> AuditEvent {
             image_digest: format!("sha256:{}", "23".repeat(32)),
             runtime_version: "runsc release-20260101.0".into(),
         },
-        _ => AuditEvent::SessionStopped {
+        12 => AuditEvent::SessionStopped {
             session_id: session,
             reason: "idle".into(),
+        },
+        13 => AuditEvent::ModelCall {
+            session_id: session,
+            agent_group_id: group,
+            provider: "anthropic".into(),
+            path: "/v1/messages".into(),
+            status: 200,
+            request_bytes: 512,
+            response_bytes: 2048,
+            input_tokens: 100,
+            output_tokens: 40,
+            duration_ms: 850,
+        },
+        _ => AuditEvent::SessionParked {
+            session_id: session,
+            reason: "token budget reached".into(),
         },
     }
 }

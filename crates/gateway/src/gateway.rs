@@ -190,6 +190,10 @@ impl Gateway {
             error: None,
             updated_at: Timestamp::now(),
         };
+        // Held until the verdict is stored: the change is visible from the insert on,
+        // and a human must not be able to approve (and apply) it while the verifiers
+        // that may reject it are still running.
+        let _serial = self.lock();
         self.store.insert(&record)?;
         self.invalidate();
         let submitted = AuditEvent::ChangeSubmitted {

@@ -587,3 +587,47 @@ fn a_failed_apply_leaves_nothing_behind() {
     assert_eq!(stat(&env.gw.stats().apply_failed), 3);
     assert_eq!(env.gw.count(ChangeStatus::ApplyFailed).unwrap(), 3);
 }
+
+#[test]
+fn retry_needs_a_deciders_role() {
+    let env = Env::new();
+    let mg = env.messaging_group("C1");
+    let rec = env.submit(
+        ChangeKind::Wiring,
+        "g1",
+        json!({"messaging_group_id": mg.as_str(), "engage_mode": "pattern"}),
+    );
+    assert_apply_fails(&env, &rec.request.id, "engage_pattern");
+    let refused = stat(&env.gw.stats().refused);
+    for who in [FRANK, ERIN, "operator:stranger", SANDBOX] {
+        let r = env.gw.retry(&rec.request.id, &uid(who));
+        assert!(matches!(r, Err(GatewayError::Forbidden(_))), "{who}: {r:?}");
+    }
+    assert_eq!(stat(&env.gw.stats().refused), refused + 4);
+    assert_eq!(
+        env.gw.get(&rec.request.id).unwrap().status,
+        ChangeStatus::ApplyFailed
+    );
+    // The scoped admin of g1 may retry (it fails again, for the same reason).
+    let again = env.gw.retry(&rec.request.id, &uid(DANA)).unwrap();
+    assert_eq!(again.status, ChangeStatus::ApplyFailed);
+    assert!(env.registry.wirings_for(&mg).unwrap().is_empty());
+
+    // Retrying a create_agent needs an owner or a global admin, as deciding it does.
+    let a = env.submit(ChangeKind::CreateAgent, "zeta", json!({"name": "Zeta"}));
+    let b = env.submit(
+        ChangeKind::CreateAgent,
+        "zeta",
+        json!({"name": "Zeta", "model": "other"}),
+    );
+    env.approve(&a.request.id, OWNER);
+    assert_apply_fails(&env, &b.request.id, "already exists");
+    assert!(matches!(
+        env.gw.retry(&b.request.id, &uid(DANA)),
+        Err(GatewayError::Forbidden(_))
+    ));
+    assert_eq!(
+        env.gw.retry(&b.request.id, &uid(ALICE)).unwrap().status,
+        ChangeStatus::ApplyFailed
+    );
+}

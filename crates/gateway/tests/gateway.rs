@@ -1081,12 +1081,13 @@ fn a_change_cannot_be_approved_while_its_verifiers_run() {
             tx.send(r).unwrap();
         });
         let early = rx.recv_timeout(Duration::from_millis(100));
-        assert!(
-            early.is_err(),
-            "a decision completed before the verifiers finished: {early:?}"
-        );
+        // Let the verifier finish before asserting, so a failure cannot hang the test.
         release.wait();
         let rec = submitter.join().unwrap();
+        assert!(
+            early.is_err(),
+            "a decision completed before the verifiers finished: {early:?}; then {rec:?}"
+        );
         let decided = rx.recv().unwrap();
 
         assert_eq!(rec.status, ChangeStatus::Rejected, "{rec:?}");
@@ -1110,4 +1111,131 @@ fn a_change_cannot_be_approved_while_its_verifiers_run() {
     assert_eq!(stat(&env.gw.stats().approved), 0);
     let k = kinds(&env.events());
     assert_eq!(k, ["submitted", "verdict", "decision"]);
+}
+
+// ---------------------------------------------------------------------------------
+// The pending list (cached between writes) never lags behind the store.
+
+#[test]
+fn the_pending_list_follows_every_write() {
+    let env = Env::new();
+    let ids = |env: &Env| -> Vec<ChangeId> {
+        env.gw
+            .pending()
+            .unwrap()
+            .iter()
+            .map(|r| r.request.id.clone())
+            .collect()
+    };
+    assert!(ids(&env).is_empty());
+    assert!(env.gw.pending_cached().is_some());
+
+    let a = persona(&env, "a");
+    assert!(
+        env.gw.pending_cached().is_none(),
+        "a submit drops the cache"
+    );
+    assert_eq!(ids(&env), vec![a.request.id.clone()]);
+    // Listed with its verdicts, exactly as stored.
+    assert_eq!(
+        *env.gw.pending().unwrap(),
+        vec![env.gw.get(&a.request.id).unwrap()]
+    );
+
+    let b = persona(&env, "b");
+    assert_eq!(ids(&env), [a.request.id.clone(), b.request.id.clone()]);
+
+    // A verifier-rejected submission never shows up.
+    env.submit(ChangeKind::Packages, "g1", json!({"apt": ["$(id)"]}));
+    assert_eq!(ids(&env), [a.request.id.clone(), b.request.id.clone()]);
+
+    // A refusal changes nothing; the cache may stay.
+    let _ = env
+        .gw
+        .decide(&a.request.id, Outcome::Approve, &uid(FRANK), None);
+    assert_eq!(ids(&env), [a.request.id.clone(), b.request.id.clone()]);
+
+    env.approve(&a.request.id, ALICE);
+    assert_eq!(ids(&env), vec![b.request.id.clone()]);
+    env.gw
+        .decide(&b.request.id, Outcome::Reject, &uid(ALICE), None)
+        .unwrap();
+    assert!(ids(&env).is_empty());
+    assert_eq!(
+        env.gw.pending().unwrap().len() as u64,
+        env.gw.count(ChangeStatus::Pending).unwrap()
+    );
+}
+
+#[test]
+fn concurrent_submits_and_reads_leave_an_exact_pending_list() {
+    let env = Env::new();
+    let submitted: Vec<ChangeId> = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let list = env.gw.pending().unwrap();
+                        // Every listed change really is pending.
+                        for r in list.iter() {
+                            assert_eq!(r.status, ChangeStatus::Pending);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let env = &env;
+                s.spawn(move || {
+                    (0..5)
+                        .map(|i| persona(env, &format!("w{w} {i}")).request.id)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join().unwrap();
+        }
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut listed: Vec<ChangeId> = env
+        .gw
+        .pending()
+        .unwrap()
+        .iter()
+        .map(|r| r.request.id.clone())
+        .collect();
+    let mut expected = submitted.clone();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Deciding half of them concurrently leaves exactly the other half.
+    std::thread::scope(|s| {
+        for id in submitted.iter().step_by(2) {
+            let env = &env;
+            s.spawn(move || env.approve(id, BOB));
+        }
+        s.spawn(|| {
+            for _ in 0..50 {
+                let _ = env.gw.pending().unwrap();
+            }
+        });
+    });
+    let mut left: Vec<ChangeId> = env
+        .gw
+        .pending()
+        .unwrap()
+        .iter()
+        .map(|r| r.request.id.clone())
+        .collect();
+    let mut expected: Vec<ChangeId> = submitted.iter().skip(1).step_by(2).cloned().collect();
+    left.sort();
+    expected.sort();
+    assert_eq!(left, expected);
+    assert_eq!(env.gw.count(ChangeStatus::Applied).unwrap(), 10);
 }

@@ -18,6 +18,9 @@ pub const CIPHER_PAGE_SIZE: u32 = 4096;
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// Serializes `PRAGMA key` across the process (see `configure`).
+static KEYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How a file is encrypted.
 #[derive(Clone, Debug)]
 pub enum Cipher {
@@ -95,7 +98,14 @@ fn configure(
             sql.push_str("PRAGMA key = \"x'");
             sql.push_str(&hex);
             sql.push_str("'\"");
-            step("set key", &sql)?;
+            {
+                // SQLCipher initializes its process-wide state (provider, static mutexes)
+                // on the first key in the process, and that initialization races: when
+                // several threads key their first databases at once, one `PRAGMA key`
+                // can fail. Keying is microseconds with a raw key, so serialize it.
+                let _one_at_a_time = KEYING.lock().unwrap_or_else(|p| p.into_inner());
+                step("set key", &sql)?;
+            }
             // Keying activates SQLCipher, which turns its stderr logger on; turn it off.
             step("silence cipher log", "PRAGMA cipher_log_level = NONE")?;
             step(
