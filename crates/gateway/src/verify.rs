@@ -62,6 +62,7 @@ impl Chain {
             Box::new(WiringTarget),
             Box::new(CreateAgent),
             Box::new(McpServers),
+            Box::new(RegistryDryRun),
         ])
     }
 
@@ -366,6 +367,44 @@ impl Verifier for McpServers {
             "MCP server {:?} is not configured on this control plane",
             m.server
         ))
+    }
+}
+
+/// Applies the change in a registry transaction that is always rolled back, so a
+/// payload the registry would refuse (a control character in a persona, a duplicate
+/// mount target, an unknown provider, …) is rejected at submit instead of reaching a
+/// human and then failing to apply. Runs last, after the cheaper checks.
+pub struct RegistryDryRun;
+
+impl Verifier for RegistryDryRun {
+    fn name(&self) -> &'static str {
+        "registry-dry-run"
+    }
+    fn verify(&self, cx: &VerifyContext<'_>) -> Result<(Verdict, String), String> {
+        use ironclaw_registry::RegistryError;
+        let mut outcome = None;
+        let rolled_back = cx.registry.write(|tx| {
+            outcome = Some(crate::apply::apply(tx, cx.request, cx.payload));
+            // Never commit: this is only a rehearsal.
+            Err::<(), _>(RegistryError::Invalid {
+                field: "dry run",
+                reason: "rolled back".into(),
+            })
+        });
+        match (outcome, rolled_back) {
+            (Some(Ok(())), _) => pass("the registry accepts the change"),
+            (
+                Some(Err(
+                    e @ (RegistryError::Invalid { .. }
+                    | RegistryError::NotFound { .. }
+                    | RegistryError::AlreadyExists { .. }),
+                )),
+                _,
+            ) => reject(format!("the registry would refuse it: {e}")),
+            (Some(Err(e)), _) => Err(e.to_string()),
+            (None, Err(e)) => Err(e.to_string()),
+            (None, Ok(())) => Err("dry run did not run".into()),
+        }
     }
 }
 

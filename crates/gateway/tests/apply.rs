@@ -359,6 +359,29 @@ fn create_agent_creates_the_group_with_its_persona_and_tools() {
 
 /// Approves a pending change and asserts the apply failed with `error_part`, was
 /// audited and counted, and left the registry as it was.
+/// A pending `packages` change on g1 that can only fail to apply: it passed every check
+/// at submit while the list had room, and another approved change then filled the list
+/// past the registry's limit.
+fn doomed_packages_change(env: &Env) -> ironclaw_gateway::ChangeRecord {
+    let names = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+    let fill = env.submit(
+        ChangeKind::Packages,
+        "g1",
+        json!({"apt": names("fill", 200)}),
+    );
+    let doomed = env.submit(
+        ChangeKind::Packages,
+        "g1",
+        json!({"apt": names("more", 100)}),
+    );
+    assert_eq!(doomed.status, ChangeStatus::Pending);
+    assert_eq!(
+        env.approve(&fill.request.id, OWNER).status,
+        ChangeStatus::Applied
+    );
+    doomed
+}
+
 fn assert_apply_fails(env: &Env, id: &ironclaw_contract::ids::ChangeId, error_part: &str) {
     let failed_before = stat(&env.gw.stats().apply_failed);
     let groups = env.registry.agent_groups().unwrap();
@@ -524,13 +547,8 @@ fn retry_only_applies_to_failed_changes() {
 #[test]
 fn a_sandbox_cannot_retry() {
     let env = Env::new();
-    let mg = env.messaging_group("C1");
-    let rec = env.submit(
-        ChangeKind::Wiring,
-        "g1",
-        json!({"messaging_group_id": mg.as_str(), "engage_mode": "pattern"}),
-    );
-    assert_apply_fails(&env, &rec.request.id, "engage_pattern");
+    let rec = doomed_packages_change(&env);
+    assert_apply_fails(&env, &rec.request.id, "the limit is 256");
     let r = env.gw.retry(&rec.request.id, &uid(SANDBOX));
     assert!(matches!(r, Err(GatewayError::Forbidden(_))), "{r:?}");
     assert_eq!(
@@ -541,7 +559,7 @@ fn a_sandbox_cannot_retry() {
 }
 
 #[test]
-fn a_failed_apply_leaves_nothing_behind() {
+fn payloads_the_registry_refuses_are_rejected_at_submit() {
     let env = Env::new();
     let p = env.mount_prefix();
     let p = p.to_str().unwrap();
@@ -551,53 +569,61 @@ fn a_failed_apply_leaves_nothing_behind() {
         json!({"mounts": [{"source": format!("{p}/keep"), "target": "/mnt/keep"}]}),
     );
     let before = env.group("g1");
-
-    // Two sources on one target: the registry refuses the whole list.
-    let rec = env.submit(
-        ChangeKind::Mounts,
-        "g1",
-        json!({"mounts": [
-            {"source": format!("{p}/a"), "target": "/mnt/x"},
-            {"source": format!("{p}/b"), "target": "/mnt/x"},
-        ]}),
-    );
-    assert_eq!(rec.status, ChangeStatus::Pending);
-    assert_apply_fails(&env, &rec.request.id, "mounted twice");
-    assert_eq!(env.group("g1"), before);
-
-    // A wiring the registry refuses: no wiring appears.
     let mg = env.messaging_group("C9");
-    let rec = env.submit(
-        ChangeKind::Wiring,
-        "g1",
-        json!({"messaging_group_id": mg.as_str(), "engage_mode": "mention", "engage_pattern": "x"}),
-    );
-    assert_apply_fails(&env, &rec.request.id, "engage_pattern");
-    assert!(env.registry.wirings_for(&mg).unwrap().is_empty());
+    let refused = [
+        // Two sources on one target.
+        (
+            ChangeKind::Mounts,
+            json!({"mounts": [
+                {"source": format!("{p}/a"), "target": "/mnt/x"},
+                {"source": format!("{p}/b"), "target": "/mnt/x"},
+            ]}),
+            "mounted twice",
+        ),
+        // A pattern with a mode that takes none.
+        (
+            ChangeKind::Wiring,
+            json!({"messaging_group_id": mg.as_str(), "engage_mode": "mention", "engage_pattern": "x"}),
+            "engage_pattern",
+        ),
+        // A control character in a persona.
+        (
+            ChangeKind::Persona,
+            json!({"persona": "bell \u{7} here"}),
+            "control character",
+        ),
+    ];
+    for (kind, payload, why) in refused {
+        let rec = env.submit(kind, "g1", payload);
+        assert_eq!(rec.status, ChangeStatus::Rejected, "{rec:?}");
+        let last = rec
+            .verdicts
+            .iter()
+            .find(|v| v.verifier == "registry-dry-run")
+            .unwrap();
+        assert!(last.reason.contains(why), "{:?} lacks {why:?}", last.reason);
+        // A human never sees it, and the rehearsal left nothing behind.
+        assert!(env.gw.pending().unwrap().is_empty());
+        assert_eq!(env.group("g1"), before);
+        assert!(env.registry.wirings_for(&mg).unwrap().is_empty());
+    }
+}
 
-    // A persona the registry refuses: unchanged.
-    let rec = env.submit(
-        ChangeKind::Persona,
-        "g1",
-        json!({"persona": "bell \u{7} here"}),
-    );
-    assert_apply_fails(&env, &rec.request.id, "control character");
+#[test]
+fn a_failed_apply_leaves_nothing_behind() {
+    let env = Env::new();
+    let rec = doomed_packages_change(&env);
+    let before = env.group("g1");
+    assert_apply_fails(&env, &rec.request.id, "the limit is 256");
     assert_eq!(env.group("g1"), before);
-
-    assert_eq!(stat(&env.gw.stats().apply_failed), 3);
-    assert_eq!(env.gw.count(ChangeStatus::ApplyFailed).unwrap(), 3);
+    assert_eq!(env.gw.count(ChangeStatus::ApplyFailed).unwrap(), 1);
 }
 
 #[test]
 fn retry_needs_a_deciders_role() {
     let env = Env::new();
-    let mg = env.messaging_group("C1");
-    let rec = env.submit(
-        ChangeKind::Wiring,
-        "g1",
-        json!({"messaging_group_id": mg.as_str(), "engage_mode": "pattern"}),
-    );
-    assert_apply_fails(&env, &rec.request.id, "engage_pattern");
+    let rec = doomed_packages_change(&env);
+    assert_apply_fails(&env, &rec.request.id, "the limit is 256");
     let refused = stat(&env.gw.stats().refused);
     for who in [FRANK, ERIN, "operator:stranger", SANDBOX] {
         let r = env.gw.retry(&rec.request.id, &uid(who));
@@ -611,7 +637,7 @@ fn retry_needs_a_deciders_role() {
     // The scoped admin of g1 may retry (it fails again, for the same reason).
     let again = env.gw.retry(&rec.request.id, &uid(DANA)).unwrap();
     assert_eq!(again.status, ChangeStatus::ApplyFailed);
-    assert!(env.registry.wirings_for(&mg).unwrap().is_empty());
+    assert_eq!(env.group("g1").packages.len(), 200);
 
     // Retrying a create_agent needs an owner or a global admin, as deciding it does.
     let a = env.submit(ChangeKind::CreateAgent, "zeta", json!({"name": "Zeta"}));

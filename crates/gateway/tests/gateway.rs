@@ -994,32 +994,42 @@ fn counters_match_the_operations_performed() {
         &uid(BOB),
         None,
     );
-    // An apply that fails.
-    let mg = env.messaging_group("C1");
-    let bad = env.submit(
-        ChangeKind::Wiring,
+    // An apply that fails: submitted while the package list had room, approved after
+    // another change filled it past the registry's limit.
+    let names = |p: &str, n: usize| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+    let fill = env.submit(
+        ChangeKind::Packages,
         "g1",
-        json!({"messaging_group_id": mg.as_str(), "engage_mode": "pattern"}),
+        json!({"apt": names("fill", 200)}),
+    );
+    let bad = env.submit(
+        ChangeKind::Packages,
+        "g1",
+        json!({"apt": names("more", 100)}),
+    );
+    assert_eq!(
+        env.approve(&fill.request.id, BOB).status,
+        ChangeStatus::Applied
     );
     assert_eq!(
         env.approve(&bad.request.id, BOB).status,
         ChangeStatus::ApplyFailed
     );
 
-    assert_eq!(stat(&s.submitted), 5);
+    assert_eq!(stat(&s.submitted), 6);
     assert_eq!(stat(&s.verifier_rejected), 1);
-    assert_eq!(stat(&s.approved), 2);
+    assert_eq!(stat(&s.approved), 3);
     assert_eq!(stat(&s.rejected), 1);
     assert_eq!(stat(&s.refused), 3);
-    assert_eq!(stat(&s.applied), 1);
+    assert_eq!(stat(&s.applied), 2);
     assert_eq!(stat(&s.apply_failed), 1);
 
     // And the store agrees.
     assert_eq!(env.gw.count(ChangeStatus::Pending).unwrap(), 1);
-    assert_eq!(env.gw.count(ChangeStatus::Applied).unwrap(), 1);
+    assert_eq!(env.gw.count(ChangeStatus::Applied).unwrap(), 2);
     assert_eq!(env.gw.count(ChangeStatus::Rejected).unwrap(), 2);
     assert_eq!(env.gw.count(ChangeStatus::ApplyFailed).unwrap(), 1);
-    assert_eq!(env.gw.history(100).unwrap().len(), 4);
+    assert_eq!(env.gw.history(100).unwrap().len(), 5);
     assert_eq!(env.gw.history(2).unwrap().len(), 2);
 }
 

@@ -233,6 +233,7 @@ pub const STANDARD_CHAIN: &[&str] = &[
     "wiring-target",
     "create-agent",
     "mcp-server",
+    "registry-dry-run",
     "always-require-human",
 ];
 
