@@ -406,3 +406,45 @@ fn raw_post(addr: &str, path: &str, token: &str, body: &[u8]) -> String {
     BufReader::new(s).read_line(&mut line).unwrap();
     line
 }
+
+#[test]
+fn rotating_the_master_key_keeps_every_store_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let d = Daemon::start_dev(&state, &[]);
+    let owner = d.dev_token();
+    let alice = operator(&d, &owner, "alice", "admin");
+    let id = submit_persona(&d, &alice, "operator:alice", "after rotation");
+    d.stop();
+
+    let (keys, _) =
+        ironclaw_keys::KeyCustodian::load(&state.join("master.key"), &state.join("sealed-keys"))
+            .unwrap();
+    let before = keys.master_fingerprint();
+    let after = keys.rotate_master(&state.join("master.key")).unwrap();
+    assert_ne!(before, after);
+    drop(keys);
+
+    // Registry, change store, tokens and audit all still open under the new master.
+    let d = Daemon::start_dev(&state, &[]);
+    let pending = ok(&ironctl(
+        &d.addr,
+        Some(&owner),
+        &["--json", "change", "pending"],
+    ))
+    .json();
+    assert_eq!(
+        pending["changes"][0]["request"]["id"],
+        Value::String(id.clone())
+    );
+    assert_eq!(
+        ok(&ironctl(
+            &d.addr,
+            Some(&owner),
+            &["--json", "change", "approve", &id]
+        ))
+        .json()["status"],
+        "applied"
+    );
+    ok(&ironctl(&d.addr, Some(&owner), &["audit", "verify"]));
+}

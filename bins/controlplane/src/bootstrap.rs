@@ -49,14 +49,11 @@ impl Daemon {
         if created {
             tracing::warn!(path = %layout.master_key().display(), "created a new master key; back it up with the state dir");
         }
-        let registry = Registry::open(
-            &layout.registry_db(),
-            &Cipher::Key(keys.derive("registry-db")),
-        )
-        .map_err(|e| err("registry")(e.to_string()))?;
+        let registry = Registry::open(&layout.registry_db(), &data_key(&keys, "host-registry-db")?)
+            .map_err(|e| err("registry")(e.to_string()))?;
         let store = ChangeStore::open(
             &layout.changes_db(),
-            &Cipher::Key(keys.derive("change-store-db")),
+            &data_key(&keys, "host-change-store-db")?,
         )
         .map_err(|e| err("change store")(e.to_string()))?;
         let audit =
@@ -118,6 +115,17 @@ impl Daemon {
         }
         state
     }
+}
+
+/// The key of one of the host's own encrypted files. It is a random key sealed in the
+/// custodian's store under a reserved name (sessions are minted `ses_…`, so no session
+/// can take it) rather than derived from the master key: rotating the master key then
+/// re-seals it with the session keys and the files stay readable, with no re-keying.
+fn data_key(keys: &KeyCustodian, name: &str) -> Result<Cipher, String> {
+    let id = ironclaw_contract::ids::SessionId::new(name).map_err(|e| e.to_string())?;
+    keys.get_or_create(&id)
+        .map(Cipher::Key)
+        .map_err(|e| err("key custody")(e.to_string()))
 }
 
 /// Creates the state dir 0700, or refuses one that others can read.
