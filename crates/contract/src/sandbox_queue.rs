@@ -301,9 +301,12 @@ impl EncryptedOutboundWriter {
             return Ok(());
         }
         let now = Timestamp::now().to_canonical();
+        // IMMEDIATE: take the write lock up front, waiting for it under the busy
+        // timeout. A deferred transaction that reads first and upgrades later can be
+        // refused at once with SQLITE_BUSY when another writer holds the lock.
         let tx = self
             .conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite_failure(&self.path, "begin ack"))?;
         {
             // A completed claim never goes back to processing: a retried engage of an

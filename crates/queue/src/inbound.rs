@@ -10,7 +10,7 @@ use ironclaw_contract::rows::{DeliveryRecord, Destination, NewMessageIn, Session
 use ironclaw_contract::sandbox_queue::column;
 use ironclaw_contract::schema::{QueueFile, NEXT_INBOUND_SEQ};
 use ironclaw_contract::time::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// Writes a session's inbound queue. Several may be open on one file at once (router,
 /// sweep, delivery); they coordinate through SQLite's locks, which work here because
@@ -83,7 +83,13 @@ impl InboundWriter for EncryptedInboundWriter {
             return Ok(0);
         }
         let err = |op| sqlite_failure(&self.path, op);
-        let tx = self.conn.transaction().map_err(err("begin retire"))?;
+        // IMMEDIATE: several host writers share this file (router, sweep, delivery);
+        // a deferred transaction that upgrades from read to write can be refused at once
+        // with SQLITE_BUSY instead of waiting under the busy timeout.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("begin retire"))?;
         let mut changed = 0;
         {
             let mut stmt = tx
@@ -102,7 +108,10 @@ impl InboundWriter for EncryptedInboundWriter {
 
     fn upsert_destinations(&mut self, destinations: &[Destination]) -> Result<(), QueueError> {
         let err = |op| sqlite_failure(&self.path, op);
-        let tx = self.conn.transaction().map_err(err("begin destinations"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("begin destinations"))?;
         {
             let mut stmt = tx
                 .prepare_cached(

@@ -222,6 +222,7 @@ fn host_reader(factory: &QueueFactory, id: &SessionId, count: usize) {
     let mut ack_cursor = None;
     let mut replies: HashSet<usize> = HashSet::new();
     let mut unstable = 0u64;
+    let mut busy_retires = 0u64;
     let start = Instant::now();
     while replies.len() < count {
         assert!(
@@ -258,9 +259,23 @@ fn host_reader(factory: &QueueFactory, id: &SessionId, count: usize) {
         match reader.processing_acks(Status::Completed, ack_cursor.as_ref()) {
             Ok(acks) => {
                 let ids: Vec<MessageId> = acks.rows.iter().map(|a| a.message_id.clone()).collect();
-                retirer.retire(&ids).unwrap();
-                if let Some(last) = acks.rows.last() {
-                    ack_cursor = Some(last.cursor());
+                // The writer thread hammers the same file; SQLite's sleep-based busy
+                // handler can lose the race for the lock past its timeout. Retiring is
+                // retried on the next poll (the cursor only moves on success), as the
+                // delivery loop does.
+                match retirer.retire(&ids) {
+                    Ok(_) => {
+                        if let Some(last) = acks.rows.last() {
+                            ack_cursor = Some(last.cursor());
+                        }
+                    }
+                    Err(QueueError::Db(DbError::Sqlite { source, .. }))
+                        if source.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                    {
+                        busy_retires += 1;
+                    }
+                    Err(e) => panic!("retire failed: {e}"),
                 }
             }
             Err(e) if is_retryable(&e) => unstable += 1,
@@ -272,7 +287,7 @@ fn host_reader(factory: &QueueFactory, id: &SessionId, count: usize) {
     }
     assert_eq!(replies.len(), count);
     eprintln!(
-        "host: {count} replies in {:.1}s, {unstable} unstable reads retried",
+        "host: {count} replies in {:.1}s, {unstable} unstable reads retried, {busy_retires} busy retires retried",
         start.elapsed().as_secs_f64()
     );
 }
