@@ -97,6 +97,16 @@ fn empty_poll_median(cipher: &Cipher, polls: usize) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// Targets apply to the optimized `cargo bench` run, not to the quick smoke run that
+/// `cargo test --benches` makes of an unoptimized build.
+fn verdict(quick: bool, met: bool) -> &'static str {
+    match (quick, met) {
+        (true, _) => "not judged in a quick unoptimized run",
+        (false, true) => "met",
+        (false, false) => "MISSED",
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -137,7 +147,7 @@ fn main() {
         e.write.as_secs_f64() / p.write.as_secs_f64(),
         e.read.as_secs_f64() / p.read.as_secs_f64(),
         ratio,
-        if ratio <= 1.5 { "met" } else { "MISSED" }
+        verdict(quick, ratio <= 1.5)
     );
 
     let polls = if quick { 50 } else { 1000 };
@@ -149,10 +159,6 @@ fn main() {
         ms(idle_plain),
         ms(idle_enc),
         idle_enc.as_secs_f64() / idle_plain.as_secs_f64(),
-        if idle_enc <= Duration::from_millis(2) {
-            "met"
-        } else {
-            "MISSED"
-        }
+        verdict(quick, idle_enc <= Duration::from_millis(2))
     );
 }
