@@ -48,6 +48,12 @@ pub enum AuditEvent {
         change_id: ChangeId,
         request_hash: String,
     },
+    /// An operator re-applied a change whose apply had failed.
+    ChangeRetried {
+        change_id: ChangeId,
+        retried_by: UserId,
+        request_hash: String,
+    },
     /// Applying an approved change failed.
     ApplyFailed { change_id: ChangeId, error: String },
     /// An API token was minted. `name` identifies it; its secret never appears here.

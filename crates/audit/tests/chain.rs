@@ -28,7 +28,7 @@ fn user(s: &str) -> UserId {
 fn event(n: usize) -> AuditEvent {
     let group = AgentGroupId::new("dev-agent").unwrap();
     let session = SessionId::new(format!("ses_{n}")).unwrap();
-    match n % 15 {
+    match n % 16 {
         0 => AuditEvent::ChangeSubmitted {
             change_id: change(n),
             kind: ChangeKind::Persona,
@@ -99,6 +99,11 @@ fn event(n: usize) -> AuditEvent {
             input_tokens: 100,
             output_tokens: 40,
             duration_ms: 850,
+        },
+        15 => AuditEvent::ChangeRetried {
+            change_id: change(n),
+            retried_by: user("operator:alice"),
+            request_hash: "ab".repeat(32),
         },
         _ => AuditEvent::SessionParked {
             session_id: session,

@@ -450,8 +450,19 @@ impl Gateway {
         }
         if let Err(reason) = self.may_decide_kind(&record, operator) {
             bump(&self.stats.refused);
+            self.audit.append(AuditEvent::DecisionRefused {
+                change_id: id.clone(),
+                attempted_by: operator.clone(),
+                reason: format!("retry refused: {reason}"),
+            })?;
             return Err(GatewayError::Forbidden(reason));
         }
+        // Who re-applied it is part of the record, like who approved it.
+        self.audit.append(AuditEvent::ChangeRetried {
+            change_id: id.clone(),
+            retried_by: operator.clone(),
+            request_hash: record.request_hash.clone(),
+        })?;
         self.transition(
             id,
             &[ChangeStatus::ApplyFailed],

@@ -457,6 +457,7 @@ fn a_second_create_agent_of_the_same_id_fails_to_apply() {
             "verdict",
             "decision",
             "apply_failed",
+            "retried",
             "apply_failed"
         ]
     );
@@ -495,8 +496,12 @@ fn retry_applies_once_the_obstacle_is_gone() {
             "verdict",
             "decision",
             "apply_failed",
+            "retried",
             "applied"
         ]
+    );
+    assert!(
+        matches!(&ev[4], AuditEvent::ChangeRetried { retried_by, .. } if *retried_by == uid(ALICE))
     );
     assert_eq!(stat(&env.gw.stats().applied), 2);
 

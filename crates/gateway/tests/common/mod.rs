@@ -201,6 +201,7 @@ pub fn events_for(all: &[AuditEvent], id: &ChangeId) -> Vec<AuditEvent> {
             | AuditEvent::DecisionRecorded { change_id, .. }
             | AuditEvent::DecisionRefused { change_id, .. }
             | AuditEvent::ChangeApplied { change_id, .. }
+            | AuditEvent::ChangeRetried { change_id, .. }
             | AuditEvent::ApplyFailed { change_id, .. } => change_id == id,
             _ => false,
         })
@@ -219,6 +220,7 @@ pub fn kinds(events: &[AuditEvent]) -> Vec<&'static str> {
             AuditEvent::DecisionRefused { .. } => "refused",
             AuditEvent::ChangeApplied { .. } => "applied",
             AuditEvent::ApplyFailed { .. } => "apply_failed",
+            AuditEvent::ChangeRetried { .. } => "retried",
             _ => "other",
         })
         .collect()
