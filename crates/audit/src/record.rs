@@ -88,7 +88,7 @@ pub(crate) fn encode(
     write_canonical(event, &mut buf)?;
     buf.push(b'}');
 
-    let hash = hex(&Sha256::digest(&buf));
+    let hash = ironclaw_contract::hex::encode(&Sha256::digest(&buf));
 
     // The line is the hashed object with one more field: drop its closing brace (just
     // pushed above, so present) and append the hash.
@@ -137,16 +137,6 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) -> Result<(), serde_json::Error
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,7 +162,10 @@ mod tests {
             event: &event,
         })
         .unwrap();
-        assert_eq!(enc.hash, hex(&Sha256::digest(&reference)));
+        assert_eq!(
+            enc.hash,
+            ironclaw_contract::hex::encode(&Sha256::digest(&reference))
+        );
         let line = String::from_utf8(enc.line).unwrap();
         assert!(line
             .starts_with(r#"{"seq":7,"time":"2026-06-16T12:34:56.500000000Z","prev_hash":"000"#));
@@ -187,7 +180,7 @@ mod tests {
 
     #[test]
     fn hex_is_lowercase_and_64_wide() {
-        let h = hex(&Sha256::digest(b""));
+        let h = ironclaw_contract::hex::encode(&Sha256::digest(b""));
         assert_eq!(
             h,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -4,9 +4,6 @@
 //! is a typed [`UnknownValue`] error rather than an open string that some later
 //! component has to second-guess.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// A string that is not one of an enum's wire values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {value:?}; expected one of: {expected}")]
@@ -16,6 +13,10 @@ pub struct UnknownValue {
     pub expected: &'static str,
 }
 
+/// Defines a closed vocabulary: the enum, its exact wire strings (`as_str`, `ALL`),
+/// `Display`, `FromStr` with a typed [`UnknownValue`] error, and serde as those strings.
+/// Exported so host crates define their own vocabularies the same way.
+#[macro_export]
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -37,18 +38,18 @@ macro_rules! wire_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::enums::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, $crate::enums::UnknownValue> {
                 match s {
                     $($wire => Ok($name::$variant),)+
-                    _ => Err(UnknownValue {
+                    _ => Err($crate::enums::UnknownValue {
                         what: $what,
                         value: s.chars().take(80).collect(),
                         expected: Self::EXPECTED.trim_ascii_end(),
@@ -57,16 +58,16 @@ macro_rules! wire_enum {
             }
         }
 
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
             }
         }
 
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
             }
         }
     };

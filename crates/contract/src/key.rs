@@ -55,8 +55,8 @@ impl SessionKey {
         }
         let mut k = [0u8; KEY_LEN];
         for (i, pair) in trimmed.chunks_exact(2).enumerate() {
-            let hi = hex_val(pair[0]).ok_or(KeyError::NotHex { at: i * 2 });
-            let lo = hex_val(pair[1]).ok_or(KeyError::NotHex { at: i * 2 + 1 });
+            let hi = crate::hex::digit(pair[0]).ok_or(KeyError::NotHex { at: i * 2 });
+            let lo = crate::hex::digit(pair[1]).ok_or(KeyError::NotHex { at: i * 2 + 1 });
             match (hi, lo) {
                 (Ok(hi), Ok(lo)) => k[i] = (hi << 4) | lo,
                 (Err(e), _) | (_, Err(e)) => {
@@ -82,12 +82,8 @@ impl SessionKey {
 
     /// The key as 64 lowercase hex digits, in a buffer zeroized on drop.
     pub fn to_hex(&self) -> Zeroizing<String> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut s = Zeroizing::new(String::with_capacity(KEY_LEN * 2));
-        for b in self.0 {
-            s.push(DIGITS[usize::from(b >> 4)] as char);
-            s.push(DIGITS[usize::from(b & 0xf)] as char);
-        }
+        crate::hex::encode_into(&mut s, &self.0);
         s
     }
 
@@ -100,15 +96,6 @@ impl SessionKey {
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionKey(<redacted>)")
-    }
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 

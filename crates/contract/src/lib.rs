@@ -33,6 +33,7 @@
 pub mod actions;
 pub mod enums;
 pub mod gateway;
+pub mod hex;
 pub mod ids;
 pub mod key;
 pub mod paths;

@@ -543,6 +543,6 @@ fn mint_change_id() -> Result<ChangeId, GatewayError> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b)
         .map_err(|e| GatewayError::Invalid(format!("OS random source failed: {e}")))?;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = ironclaw_contract::hex::encode(&b);
     ChangeId::new(format!("chg_{hex}")).map_err(|e| GatewayError::Invalid(e.to_string()))
 }

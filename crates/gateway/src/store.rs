@@ -75,7 +75,7 @@ pub struct ChangeRecord {
 /// Hex SHA-256 of a request's canonical bytes.
 pub fn request_hash(req: &ChangeRequest) -> String {
     let digest = Sha256::digest(req.canonical_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    ironclaw_contract::hex::encode(&digest)
 }
 
 pub struct ChangeStore {

@@ -50,7 +50,7 @@ impl SecretToken {
         // non-zeroized copy behind in freed memory.
         let mut s = String::with_capacity(TOKEN_PREFIX.len() + TOKEN_HEX_LEN);
         s.push_str(TOKEN_PREFIX);
-        push_hex(&mut s, raw.as_slice());
+        ironclaw_contract::hex::encode_into(&mut s, raw.as_slice());
         Ok(Self(s))
     }
 
@@ -98,20 +98,9 @@ pub(crate) fn check_adoptable(token: &str) -> Result<(), IdentityError> {
     Ok(())
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-}
-
 /// Lowercase hex of `bytes`.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut s, bytes);
-    s
+    ironclaw_contract::hex::encode(bytes)
 }
 
 /// Parses exactly 64 lowercase hex digits, the stored form of a digest.

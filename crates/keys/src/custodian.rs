@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::fsio;
 use crate::master::fill_random;
-use crate::{hex, KeyError, MasterKey, SessionKey};
+use crate::{KeyError, MasterKey, SessionKey};
 
 const STORE_VERSION: u64 = 1;
 /// Far above any real store (a sealed key costs under 200 bytes of JSON); a bound so a
@@ -120,14 +120,14 @@ fn seal(master: &MasterKey, session: &SessionId, key: &SessionKey) -> Result<Str
     let mut blob = Vec::with_capacity(BLOB_LEN);
     blob.extend_from_slice(&nonce);
     blob.extend_from_slice(&ct);
-    Ok(hex::encode(&blob))
+    Ok(ironclaw_contract::hex::encode(&blob))
 }
 
 fn unseal(master: &MasterKey, session: &SessionId, blob: &str) -> Result<SessionKey, KeyError> {
     let tampered = || KeyError::Tampered {
         session: session.clone(),
     };
-    let blob = hex::decode(blob).ok_or_else(tampered)?;
+    let blob = ironclaw_contract::hex::decode(blob).ok_or_else(tampered)?;
     if blob.len() != BLOB_LEN {
         return Err(tampered());
     }

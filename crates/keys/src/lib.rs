@@ -32,7 +32,6 @@
 mod custodian;
 mod error;
 mod fsio;
-mod hex;
 mod master;
 
 pub use custodian::{recover_rotation, KeyCustodian, Recovery};

@@ -125,7 +125,7 @@ impl MasterKey {
     /// fingerprint of the master that sealed it.
     pub fn fingerprint(&self) -> String {
         let out = self.prf(FINGERPRINT_LABEL);
-        crate::hex::encode(&out[..8])
+        ironclaw_contract::hex::encode(&out[..8])
     }
 
     /// The AEAD that seals session keys.

@@ -4,12 +4,7 @@
 //! (anyone can build one). Validity is enforced where it matters, at every write
 //! and at every read-back.
 
-use std::fmt;
-use std::str::FromStr;
-
-use ironclaw_contract::enums::{
-    EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownValue,
-};
+use ironclaw_contract::enums::{EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode};
 use ironclaw_contract::ids::{AgentGroupId, MessagingGroupId, SessionId, UserId};
 use ironclaw_contract::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -152,15 +147,15 @@ pub struct User {
     pub display_name: String,
 }
 
-/// A privileged role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Always global.
-    Owner,
-    /// Global, or scoped to one agent group.
-    Admin,
-}
+ironclaw_contract::wire_enum!(
+    /// A privileged role.
+    Role, "role", {
+        /// Always global.
+        Owner => "owner",
+        /// Global, or scoped to one agent group.
+        Admin => "admin",
+    }
+);
 
 /// A role held by a user, globally (`scope: None`) or for one agent group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -189,15 +184,15 @@ pub struct Destination {
     pub platform_id: String,
 }
 
-/// The lifecycle state of a session's sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    New,
-    Running,
-    Stopped,
-    Parked,
-}
+ironclaw_contract::wire_enum!(
+    /// The lifecycle state of a session's sandbox.
+    SessionStatus, "session status", {
+        New => "new",
+        Running => "running",
+        Stopped => "stopped",
+        Parked => "parked",
+    }
+);
 
 /// One conversation of an agent group: one sandbox, one pair of queue files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,16 +216,16 @@ pub struct Session {
     pub last_active: Timestamp,
 }
 
-/// Why [`crate::Registry::access`] allowed or denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AccessReason {
-    Owner,
-    GlobalAdmin,
-    ScopedAdmin,
-    Member,
-    NoAccess,
-}
+ironclaw_contract::wire_enum!(
+    /// Why [`crate::Registry::access`] allowed or denied.
+    AccessReason, "access reason", {
+        Owner => "owner",
+        GlobalAdmin => "global-admin",
+        ScopedAdmin => "scoped-admin",
+        Member => "member",
+        NoAccess => "no-access",
+    }
+);
 
 /// The outcome of an access check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,59 +235,11 @@ pub struct Access {
     pub reason: AccessReason,
 }
 
-/// Wire strings of the registry's own enums, shared by serde's names above and the
-/// SQL columns (which hold the same strings, pinned by CHECK constraints).
-macro_rules! wire_strings {
-    ($name:ident, $what:literal, { $($variant:ident => $wire:literal),+ $(,)? }) => {
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $wire),+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
-                match s {
-                    $($wire => Ok($name::$variant),)+
-                    _ => Err(UnknownValue {
-                        what: $what,
-                        value: s.chars().take(80).collect(),
-                        expected: concat!($($wire, " "),+).trim_ascii_end(),
-                    }),
-                }
-            }
-        }
-    };
-}
-
-wire_strings!(Role, "role", { Owner => "owner", Admin => "admin" });
-wire_strings!(SessionStatus, "session status", {
-    New => "new",
-    Running => "running",
-    Stopped => "stopped",
-    Parked => "parked",
-});
-wire_strings!(AccessReason, "access reason", {
-    Owner => "owner",
-    GlobalAdmin => "global-admin",
-    ScopedAdmin => "scoped-admin",
-    Member => "member",
-    NoAccess => "no-access",
-});
-
 #[cfg(test)]
 mod tests {
+    use std::fmt;
+    use std::str::FromStr;
+
     use super::*;
 
     /// serde's derived names and the `as_str` strings (used in SQL) must agree.
