@@ -65,7 +65,6 @@ impl Registry {
     /// so are the file kind ("registry") and schema version. A wrong key is
     /// `RegistryError::Db(DbError::WrongKey { .. })`.
     pub fn open(path: &Path, cipher: &Cipher) -> R<Self> {
-        create_private(path);
         let conn = open_writer(path, cipher, &REGISTRY_FILE)?;
         Self::from_connection(conn)
     }
@@ -258,22 +257,4 @@ impl Registry {
         let held = self.lock().unwrap_or_else(|e| panic!("{e}"));
         f(&held.conn)
     }
-}
-
-/// Creates a missing registry file owner-only before SQLite does (SQLite would use
-/// the umask). The file is encrypted either way; this keeps even its size and
-/// timestamps from other local users. Best effort: if it fails, `open_writer`
-/// reports the real problem.
-fn create_private(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path);
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }

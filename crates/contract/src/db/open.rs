@@ -46,6 +46,7 @@ pub fn open_writer(
     file: impl FileSchema,
 ) -> Result<Connection, DbError> {
     let file = file.kind();
+    create_private(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -57,6 +58,26 @@ pub fn open_writer(
     check_length(path, file_len(path)?)?;
     ensure_schema(&conn, path, file)?;
     Ok(conn)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist. SQLite would create it with
+/// its default 0644 (less the umask), and its journals copy the database's mode.
+fn create_private(path: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(DbError::Io {
+            path: path.to_owned(),
+            op: "create",
+            source,
+        }),
+    }
 }
 
 /// Opens a queue file read-only, without locks, for one read. Callers go through
