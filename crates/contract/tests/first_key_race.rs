@@ -30,3 +30,36 @@ fn sixteen_threads_key_their_first_databases_at_once() {
         h.join().unwrap().unwrap();
     }
 }
+
+/// The same race seen later in a process: keyings (serialized) interleaved with other
+/// threads' page I/O and connection teardown on unrelated files, many times over.
+#[test]
+fn keying_while_other_connections_work_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let handles: Vec<_> = (0..8u8)
+        .map(|t| {
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || {
+                for n in 0..150u32 {
+                    let path = dir.join(format!("t{t}-{n}.db"));
+                    let cipher = Cipher::Key(SessionKey::from_bytes([t ^ (n as u8); 32]));
+                    let file = if n % 2 == 0 {
+                        QueueFile::Inbound
+                    } else {
+                        QueueFile::Outbound
+                    };
+                    let conn = open_writer(&path, &cipher, file)
+                        .map_err(|e| format!("thread {t} open {n}: {e}"))?;
+                    drop(conn);
+                    // Reopen the now-existing file: the salt comes from its header.
+                    open_writer(&path, &cipher, file)
+                        .map_err(|e| format!("thread {t} reopen {n}: {e}"))?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+}

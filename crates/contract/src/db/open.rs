@@ -50,9 +50,9 @@ pub fn open_writer(
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| DbError::sqlite(path, "open", e))?;
-    configure(&conn, path, cipher, Access::Write)?;
+    let conn = open_keyed(path, cipher, Access::Write, || {
+        Connection::open_with_flags(path, flags).map_err(|e| DbError::sqlite(path, "open", e))
+    })?;
     // Configuring read the header, which rolled back any hot journal a crashed writer
     // left, so the length is now the length of a committed database.
     check_length(path, file_len(path)?)?;
@@ -87,17 +87,50 @@ pub(crate) fn open_reader(path: &Path, cipher: &Cipher) -> Result<Connection, Db
     // anyway, so the reader must be correct without them — and using the lock-free VFS
     // everywhere means the protocol that is tested is the protocol that runs.
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags_and_vfs(path, flags, "unix-none").map_err(|e| {
-        if !path.exists() {
-            DbError::NotProvisioned {
-                path: path.to_owned(),
+    open_keyed(path, cipher, Access::Read, || {
+        Connection::open_with_flags_and_vfs(path, flags, "unix-none").map_err(|e| {
+            if !path.exists() {
+                DbError::NotProvisioned {
+                    path: path.to_owned(),
+                }
+            } else {
+                DbError::sqlite(path, "open read-only", e)
             }
-        } else {
-            DbError::sqlite(path, "open read-only", e)
+        })
+    })
+}
+
+/// How many fresh connections a transient keying failure gets before it is reported.
+const KEY_ATTEMPTS: u32 = 4;
+
+/// Opens a connection with `open` and configures it, starting over on a fresh
+/// connection when SQLCipher fails to attach its codec.
+///
+/// Why: CI saw a rare `PRAGMA key` failure on a brand-new file in a process with many
+/// concurrent connections, even with keying serialized. A failed attach leaves that
+/// connection's btree read-only, so the only sound retry is a new connection. The
+/// failure is not a wrong key (that surfaces later, at the first page read, as
+/// `WrongKey`), so retrying cannot mask a key mismatch; after the last attempt the
+/// original error is returned.
+fn open_keyed(
+    path: &Path,
+    cipher: &Cipher,
+    access: Access,
+    open: impl Fn() -> Result<Connection, DbError>,
+) -> Result<Connection, DbError> {
+    let mut attempt = 1;
+    loop {
+        let conn = open()?;
+        match configure(&conn, path, cipher, access) {
+            Ok(()) => return Ok(conn),
+            Err(DbError::Sqlite { op: "set key", .. }) if attempt < KEY_ATTEMPTS => {
+                drop(conn);
+                std::thread::sleep(Duration::from_millis(u64::from(attempt) * 5));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
-    })?;
-    configure(&conn, path, cipher, Access::Read)?;
-    Ok(conn)
+    }
 }
 
 /// Applies the pragma sequence. Order matters: the key must be set before any page is
