@@ -24,6 +24,8 @@ fn run(dir: &Path, key_file: &Path) -> (i32, String) {
         .arg(dir.join("outbound.db"))
         .arg("--key-file")
         .arg(key_file)
+        .arg("--model-socket")
+        .arg(dir.join("model.sock"))
         .output()
         .unwrap();
     let text =
@@ -35,6 +37,7 @@ fn run(dir: &Path, key_file: &Path) -> (i32, String) {
 fn checks_pass_with_the_right_key_in_either_file_form() {
     let dir = tempfile::tempdir().unwrap();
     provision(dir.path(), [0xab; 32]);
+    let _proxy = std::os::unix::net::UnixListener::bind(dir.path().join("model.sock")).unwrap();
     let hex = dir.path().join("hex.key");
     std::fs::write(&hex, format!("{}\n", "ab".repeat(32))).unwrap();
     let raw = dir.path().join("raw.key");

@@ -14,7 +14,9 @@
 //! - [`http`], [`remote`]: a minimal HTTP/1.1 client over the model-proxy unix socket,
 //!   and the Anthropic Messages and OpenAI Chat Completions providers on top of it;
 //! - [`engage`]: one engage over a batch of inbound messages — the bounded tool loop and
-//!   idempotent outbound writes.
+//!   idempotent outbound writes;
+//! - [`runner`]: the poll loop around engages — heartbeat, doorbell, backoff with a
+//!   circuit breaker, the corrupt-queue exit.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ pub mod engage;
 pub mod http;
 pub mod provider;
 pub mod remote;
+pub mod runner;
 pub mod tools;
 pub mod workspace;
 
@@ -30,5 +33,6 @@ pub use conversation::{Block, Conversation, Message, ModelTurn, Role, ToolCall, 
 pub use engage::{Agent, EngageError, EngageReport, DEFAULT_MAX_TURNS};
 pub use provider::{MockProvider, Provider, ProviderError};
 pub use remote::{AnthropicProvider, OpenAiProvider};
+pub use runner::{Backoff, Doorbell, Exit, LoopConfig, NoDoorbell, PollLoop, SocketDoorbell, Step};
 pub use tools::{RegistryError, Tool, ToolContext, ToolError, ToolOutput, ToolRegistry};
 pub use workspace::{PathError, Workspace};

@@ -114,12 +114,16 @@ pub fn parse_anthropic(body: &[u8], tools: &[ToolSpec]) -> Result<ModelTurn, Pro
     Ok(turn)
 }
 
-/// Anthropic Messages API through the proxy (`POST /anthropic/v1/messages`).
+/// Anthropic Messages API through the proxy. The default route is Anthropic
+/// (`POST /anthropic/v1/messages`); [`AnthropicProvider::with_path`] selects another
+/// route of the same wire shape, e.g. the proxy's own deterministic mock
+/// (`/mock/v1/messages`).
 #[derive(Debug, Clone)]
 pub struct AnthropicProvider {
     pub http: UnixHttp,
     pub model: String,
     pub max_tokens: u32,
+    pub path: String,
 }
 
 impl AnthropicProvider {
@@ -128,7 +132,13 @@ impl AnthropicProvider {
             http,
             model: model.into(),
             max_tokens: DEFAULT_MAX_TOKENS,
+            path: "/anthropic/v1/messages".to_owned(),
         }
+    }
+
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
     }
 }
 
@@ -140,7 +150,7 @@ impl Provider for AnthropicProvider {
     ) -> Result<ModelTurn, ProviderError> {
         let body = anthropic_request(&self.model, self.max_tokens, conversation, tools);
         let resp = self.http.post_json(
-            "/anthropic/v1/messages",
+            &self.path,
             &[("anthropic-version", "2023-06-01")],
             body.to_string().as_bytes(),
         )?;

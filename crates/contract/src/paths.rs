@@ -40,6 +40,9 @@ pub const INBOUND_DB_NAME: &str = "inbound.db";
 pub const OUTBOUND_DB_NAME: &str = "outbound.db";
 pub const KEY_FILE_NAME: &str = "session.key";
 pub const PERSONA_FILE_NAME: &str = "persona.md";
+/// The file the agent replaces with the current time every loop, inside the heartbeat
+/// directory; the host's sweep reads it to tell a live agent from a stuck one.
+pub const HEARTBEAT_FILE_NAME: &str = "heartbeat";
 
 /// How a path is mounted into the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
