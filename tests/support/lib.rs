@@ -36,6 +36,9 @@ pub struct Daemon {
     pub addr: String,
     pub state_dir: PathBuf,
     pub stdout_log: PathBuf,
+    /// The model proxy's base socket (`<state_dir>.modelproxy.sock`, unless the extra
+    /// flags name one): never the system default, which needs root.
+    pub model_proxy_socket: PathBuf,
     extra: Vec<String>,
     port: u16,
 }
@@ -63,6 +66,30 @@ impl Daemon {
         if dev {
             cmd.arg("--dev");
         }
+        let model_proxy_socket = match extra.iter().position(|a| a == "--model-proxy-socket") {
+            Some(i) => PathBuf::from(extra.get(i + 1).expect("--model-proxy-socket PATH")),
+            None => {
+                let p = state_dir.with_extension("modelproxy.sock");
+                cmd.arg("--model-proxy-socket").arg(&p);
+                p
+            }
+        };
+        // The daemon's model providers come from its environment; the tests decide them.
+        for var in [
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "OPENROUTER_API_KEY",
+            "OPENROUTER_BASE_URL",
+            "OLLAMA_BASE_URL",
+            "OLLAMA_API_KEY",
+            "IRONCLAW_OPENAI_COMPAT_BASE_URL",
+            "IRONCLAW_OPENAI_COMPAT_API_KEY",
+            "IRONCLAW_MOCK_PROVIDER",
+        ] {
+            cmd.env_remove(var);
+        }
         cmd.args(&extra)
             .env_remove("IRONCLAW_API_TOKEN")
             .stdout(log)
@@ -73,6 +100,7 @@ impl Daemon {
             addr: format!("http://127.0.0.1:{port}"),
             state_dir: state_dir.to_owned(),
             stdout_log,
+            model_proxy_socket,
             extra,
             port,
         };

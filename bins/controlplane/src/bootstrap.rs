@@ -13,6 +13,7 @@ use ironclaw_contract::paths::HostLayout;
 use ironclaw_gateway::{Chain, ChangeStore, Gateway};
 use ironclaw_identity::TokenStore;
 use ironclaw_keys::KeyCustodian;
+use ironclaw_modelproxy::{ModelProxy, ProxyConfig, SessionListener};
 use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
 
 use crate::Args;
@@ -24,6 +25,14 @@ pub struct Daemon {
     gateway: Arc<Gateway>,
     /// Held so its checks ran at startup; sessions use it from issue #5 on.
     _keys: KeyCustodian,
+    /// The one model proxy of this daemon (providers, caps, budgets, parked sessions).
+    /// The session manager (issue #5) gives each session its own listener with
+    /// `ModelProxy::listen` at `HostLayout::model_socket(&model_proxy_socket, id)`.
+    model_proxy: Arc<ModelProxy>,
+    /// The base socket's absolute path; per-session sockets go in `<it>.d/`.
+    model_proxy_socket: PathBuf,
+    /// The base socket, once [`Daemon::serve_model_proxy`] has bound it.
+    model_proxy_base: Option<SessionListener>,
     notices: Vec<String>,
 }
 
@@ -90,15 +99,57 @@ impl Daemon {
         if recovered > 0 {
             tracing::info!(recovered, "applied changes approved before a restart");
         }
-        tracing::info!(model_proxy_socket = %args.model_proxy_socket.display(), "model proxy base socket (sessions arrive with the sandbox issues)");
+        let model_proxy_socket = model_proxy_socket(args, &state_dir)?;
+        let model_proxy = model_proxy(args.dev, &audit)?;
         Ok(Self {
             registry,
             audit,
             tokens: Arc::new(tokens),
             gateway: Arc::new(gateway),
             _keys: keys,
+            model_proxy,
+            model_proxy_socket,
+            model_proxy_base: None,
             notices,
         })
+    }
+
+    /// Binds and serves the model proxy's base socket. Refuses to take over a socket
+    /// another live process is serving; replaces a stale one (left by a crash).
+    pub async fn serve_model_proxy(&mut self) -> Result<(), String> {
+        let path = &self.model_proxy_socket;
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "model proxy socket {}: another process is serving it (is another daemon running?); stop it or pass --model-proxy-socket",
+                path.display()
+            ));
+        }
+        let listener = self.model_proxy.serve_base(path).await.map_err(|e| {
+            format!("{e} (the parent directory must be creatable and writable by this user; choose another location with --model-proxy-socket)")
+        })?;
+        tracing::info!(
+            socket = %path.display(),
+            sessions = %session_dir(path).display(),
+            "model proxy serving its base socket"
+        );
+        self.model_proxy_base = Some(listener);
+        Ok(())
+    }
+
+    /// Stops the base socket (removing it) and waits for queued audit records.
+    pub async fn shutdown(mut self) {
+        if let Some(base) = self.model_proxy_base.take() {
+            base.shutdown().await;
+        }
+        self.model_proxy.flush_audit();
+        let st = self.model_proxy.stats();
+        let calls: u64 = st.calls.values().flat_map(|by| by.values()).sum();
+        tracing::info!(
+            calls,
+            input_tokens = st.input_tokens,
+            output_tokens = st.output_tokens,
+            "model proxy stopped"
+        );
     }
 
     pub fn api_state(&self, limits: Limits) -> ApiState {
@@ -107,6 +158,9 @@ impl Daemon {
             registry: self.registry.clone(),
             audit: self.audit.clone(),
             tokens: self.tokens.clone(),
+            // No session manager is composed into the daemon yet (it takes
+            // `self.model_proxy` and `self.model_proxy_socket` when it is).
+            sessions: None,
             limits,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         });
@@ -115,6 +169,51 @@ impl Daemon {
         }
         state
     }
+}
+
+/// The base socket: the flag, or `/run/ironclaw/modelproxy.sock`, or
+/// `<state-dir>/modelproxy.sock` in --dev (so a dev daemon needs no root). Made absolute:
+/// sandboxes get per-session sockets beside it by bind mount, which takes absolute
+/// paths.
+fn model_proxy_socket(args: &Args, state_dir: &Path) -> Result<PathBuf, String> {
+    let path = match &args.model_proxy_socket {
+        Some(p) => p.clone(),
+        None if args.dev => state_dir.join("modelproxy.sock"),
+        None => PathBuf::from("/run/ironclaw/modelproxy.sock"),
+    };
+    if path.file_name().is_none() || path.as_os_str().is_empty() {
+        return Err(format!(
+            "--model-proxy-socket {}: needs a file name",
+            path.display()
+        ));
+    }
+    std::path::absolute(&path).map_err(|e| format!("--model-proxy-socket {}: {e}", path.display()))
+}
+
+/// `<base>.d`, where per-session sockets go.
+fn session_dir(base: &Path) -> PathBuf {
+    let mut d = base.as_os_str().to_owned();
+    d.push(".d");
+    PathBuf::from(d)
+}
+
+/// The model proxy: providers from the environment (names logged, never keys), plus
+/// the mock in --dev. A malformed provider setting fails startup (fail closed).
+fn model_proxy(dev: bool, audit: &Arc<AuditLog>) -> Result<Arc<ModelProxy>, String> {
+    let mut config = ProxyConfig::from_env().map_err(|e| e.to_string())?;
+    if dev {
+        config.enable_mock();
+    }
+    let proxy = ModelProxy::new(config, audit.clone()).map_err(|e| e.to_string())?;
+    let names: Vec<&str> = proxy.providers().iter().map(|p| p.prefix()).collect();
+    if names.is_empty() {
+        tracing::warn!(
+            "model proxy: no provider configured; agents cannot reach a model (set ANTHROPIC_API_KEY, OPENAI_API_KEY, OPENROUTER_API_KEY, OLLAMA_BASE_URL or IRONCLAW_OPENAI_COMPAT_BASE_URL; IRONCLAW_MOCK_PROVIDER=1 for the mock)"
+        );
+    } else {
+        tracing::info!(providers = %names.join(","), "model proxy providers configured");
+    }
+    Ok(proxy)
 }
 
 /// The key of one of the host's own encrypted files. It is a random key sealed in the

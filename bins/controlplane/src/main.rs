@@ -29,13 +29,17 @@ pub struct Args {
     /// Default: /var/lib/ironclaw, or ./.ironclaw-dev with --dev.
     #[arg(long, env = "IRONCLAW_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// Base unix socket of the host model proxy; per-session sockets live beside it in
-    /// `<PATH>.d/`.
-    #[arg(long, default_value = "/run/ironclaw/modelproxy.sock")]
-    model_proxy_socket: PathBuf,
-    /// Development mode: local state dir, a seeded `dev-agent` group (mock provider)
-    /// owned by the dev operator, whose token is IRONCLAW_API_TOKEN or is created and
-    /// written to <state-dir>/dev-token.
+    /// Base unix socket of the host model proxy (0600; `GET /healthz` and the mock
+    /// provider); per-session sockets live beside it in `<PATH>.d/`. Default:
+    /// /run/ironclaw/modelproxy.sock, or <state-dir>/modelproxy.sock with --dev.
+    /// Providers come from the environment: ANTHROPIC_API_KEY, OPENAI_API_KEY,
+    /// OPENROUTER_API_KEY, OLLAMA_BASE_URL, IRONCLAW_OPENAI_COMPAT_BASE_URL,
+    /// IRONCLAW_MOCK_PROVIDER=1 (see docs/modelproxy.md).
+    #[arg(long)]
+    model_proxy_socket: Option<PathBuf>,
+    /// Development mode: local state dir, the mock model provider, a seeded `dev-agent`
+    /// group (mock provider) owned by the dev operator, whose token is
+    /// IRONCLAW_API_TOKEN or is created and written to <state-dir>/dev-token.
     #[arg(long)]
     dev: bool,
     /// Log format (stderr).
@@ -93,7 +97,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let daemon = bootstrap::Daemon::open(&args)?;
+    let mut daemon = bootstrap::Daemon::open(&args)?;
+    // Before the API: a daemon whose model proxy cannot serve fails at startup, not
+    // when the first session needs it. (On an error below, dropping the daemon stops
+    // the listener and removes its socket.)
+    daemon.serve_model_proxy().await?;
     let limits = ironclaw_api::Limits {
         max_body_bytes: args.max_body_bytes,
         max_header_bytes: args.max_header_bytes,
@@ -120,6 +128,7 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    daemon.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -71,3 +71,48 @@ fn a_loose_master_key_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+#[test]
+fn an_unusable_model_proxy_socket_location_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let sock = blocker.join("modelproxy.sock");
+    let out = Command::new(BIN)
+        .arg("--dev")
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--model-proxy-socket")
+        .arg(&sock)
+        .args(["--api-addr", "127.0.0.1:0"])
+        .env_remove("IRONCLAW_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("model proxy"), "{err}");
+    assert!(err.contains("not-a-dir"), "{err}");
+    assert!(err.contains("--model-proxy-socket"), "{err}");
+}
+
+#[test]
+fn a_malformed_provider_setting_is_refused_without_echoing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("--dev")
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--model-proxy-socket")
+        .arg(dir.path().join("mp.sock"))
+        .args(["--api-addr", "127.0.0.1:0"])
+        .env_remove("IRONCLAW_API_TOKEN")
+        .env("OPENAI_API_KEY", "sk-startup-test-0123456789")
+        .env("OPENAI_BASE_URL", "ftp://nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("model proxy configuration"), "{err}");
+    assert!(!err.contains("sk-startup-test"), "{err}");
+    assert!(!dir.path().join("mp.sock").exists());
+}

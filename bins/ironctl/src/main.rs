@@ -60,6 +60,9 @@ enum Command {
     /// Operator tokens (owners only).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Sessions: list, start without a message, stop, resume a parked one.
+    #[command(subcommand)]
+    Session(SessionCmd),
     /// The daemon's version, readiness and counts.
     Status,
     /// Who your token says you are, and your roles.
@@ -180,6 +183,22 @@ enum RegistryCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum SessionCmd {
+    /// Every session: id, group, status, runtime, image digest, start time.
+    List,
+    /// Launch (or find running) an agent group's operator session.
+    Start {
+        /// The agent group.
+        #[arg(long)]
+        group: String,
+    },
+    /// Stop a session's agent (SIGTERM, grace, SIGKILL). Its key and queues stay.
+    Stop { id: String },
+    /// Un-park a session (budget or repeated failures) and launch it.
+    Resume { id: String },
+}
+
+#[derive(Subcommand, Debug)]
 enum TokenCmd {
     /// Mint a token for a new operator (shown once).
     Create {
@@ -224,6 +243,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Audit(a) => audit(&c, cli.json, a),
         Command::Registry(cmd) => registry(&c, cli.json, cmd),
         Command::Token(cmd) => token(&c, cli.json, cmd),
+        Command::Session(cmd) => session(&c, cli.json, cmd),
         Command::Status => {
             let v = c.get("/v1/status")?;
             show(&v, &|v| {
@@ -416,6 +436,75 @@ fn audit(c: &Client, as_json: bool, a: &AuditArgs) -> Result<(), CliError> {
             }
         }
     }
+}
+
+fn session(c: &Client, as_json: bool, cmd: &SessionCmd) -> Result<(), CliError> {
+    let launched = |v: &Value| {
+        if as_json {
+            return output::json(v);
+        }
+        match s(v, "/outcome").as_str() {
+            "launched" => println!(
+                "session {} launched ({} {}{})",
+                s(v, "/id"),
+                s(v, "/runtime"),
+                s(v, "/runtime_version"),
+                v.pointer("/image_digest")
+                    .and_then(Value::as_str)
+                    .map(|d| format!(", image {d}"))
+                    .unwrap_or_default()
+            ),
+            _ => println!("session {} is already running", s(v, "/id")),
+        }
+    };
+    match cmd {
+        SessionCmd::List => {
+            let v = c.get("/v1/sessions")?;
+            if as_json {
+                output::json(&v);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = v
+                .pointer("/sessions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    vec![
+                        s(r, "/id"),
+                        s(r, "/agent_group_id"),
+                        s(r, "/status"),
+                        s(r, "/runtime"),
+                        s(r, "/image_digest"),
+                        s(r, "/started_at"),
+                    ]
+                })
+                .collect();
+            table(
+                &["id", "group", "status", "runtime", "image", "started"],
+                &rows,
+            );
+        }
+        SessionCmd::Start { group } => launched(&c.send(
+            "POST",
+            "/v1/sessions",
+            Some(&json!({"agent_group_id": group})),
+        )?),
+        SessionCmd::Stop { id } => {
+            let v = c.send("POST", &format!("/v1/sessions/{}/stop", enc(id)), None)?;
+            if as_json {
+                output::json(&v);
+            } else if v.pointer("/was_running") == Some(&Value::Bool(true)) {
+                println!("session {id} stopped");
+            } else {
+                println!("session {id} was not running");
+            }
+        }
+        SessionCmd::Resume { id } => {
+            launched(&c.send("POST", &format!("/v1/sessions/{}/resume", enc(id)), None)?)
+        }
+    }
+    Ok(())
 }
 
 fn registry(c: &Client, as_json: bool, cmd: &RegistryCmd) -> Result<(), CliError> {

@@ -46,6 +46,8 @@ struct Inner {
     registry: Arc<Registry>,
     audit: Arc<AuditLog>,
     tokens: Arc<TokenStore>,
+    /// `None` when the daemon runs no sessions (e.g. API-only tests).
+    sessions: Option<Arc<ironclaw_session::SessionManager>>,
     metrics: metrics::Metrics,
     limits: Limits,
     rate_limiter: limits::RateLimiter,
@@ -63,6 +65,7 @@ pub struct ApiParts {
     pub registry: Arc<Registry>,
     pub audit: Arc<AuditLog>,
     pub tokens: Arc<TokenStore>,
+    pub sessions: Option<Arc<ironclaw_session::SessionManager>>,
     pub limits: Limits,
     pub version: String,
 }
@@ -77,6 +80,7 @@ impl ApiState {
                 registry: parts.registry,
                 audit: parts.audit,
                 tokens: parts.tokens,
+                sessions: parts.sessions,
                 metrics: metrics::Metrics::default(),
                 limits: parts.limits,
                 rate_limiter,

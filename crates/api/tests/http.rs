@@ -85,6 +85,7 @@ impl Api {
             registry: registry.clone(),
             audit,
             tokens,
+            sessions: None,
             limits,
             version: "test".into(),
         });

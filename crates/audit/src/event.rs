@@ -75,9 +75,15 @@ pub enum AuditEvent {
     SessionLaunched {
         session_id: SessionId,
         agent_group_id: AgentGroupId,
+        /// `runsc`, or `unsandboxed` for a `--dev` plain process.
+        runtime: String,
+        /// SHA-256 of the OCI spec handed to the runtime (empty when unsandboxed).
         spec_hash: String,
+        /// The image manifest digest of the rootfs (empty when unsandboxed).
         image_digest: String,
         runtime_version: String,
+        /// `host -> sandbox (ro|rw)`, in mount order.
+        mounts: Vec<String>,
     },
     /// A sandbox was stopped.
     SessionStopped {

@@ -80,9 +80,11 @@ fn event(n: usize) -> AuditEvent {
         10 => AuditEvent::SessionLaunched {
             session_id: session,
             agent_group_id: group,
+            runtime: "runsc".into(),
             spec_hash: "01".repeat(32),
             image_digest: format!("sha256:{}", "23".repeat(32)),
             runtime_version: "runsc release-20260101.0".into(),
+            mounts: vec!["/s/inbound -> /run/ironclaw/queue/inbound (ro)".into()],
         },
         12 => AuditEvent::SessionStopped {
             session_id: session,

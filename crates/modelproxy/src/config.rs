@@ -44,15 +44,19 @@ pub enum ProviderKind {
     Ollama,
     /// Any other OpenAI-compatible server (vLLM, llama.cpp, LM Studio, …).
     OpenAiCompatible,
+    /// The deterministic mock, answered by the proxy itself in the Anthropic Messages
+    /// wire shape: no upstream, no key. For zero-credential runs and tests.
+    Mock,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 5] = [
+    pub const ALL: [ProviderKind; 6] = [
         ProviderKind::Anthropic,
         ProviderKind::OpenAi,
         ProviderKind::OpenRouter,
         ProviderKind::Ollama,
         ProviderKind::OpenAiCompatible,
+        ProviderKind::Mock,
     ];
 
     /// The first path segment that selects this provider: `POST /<prefix>/<api path>`.
@@ -63,6 +67,7 @@ impl ProviderKind {
             ProviderKind::OpenRouter => "openrouter",
             ProviderKind::Ollama => "ollama",
             ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Mock => "mock",
         }
     }
 
@@ -80,6 +85,7 @@ impl ProviderKind {
             ProviderKind::OpenRouter => &["/api/v1/chat/completions"],
             ProviderKind::Ollama => &["/v1/chat/completions", "/api/chat"],
             ProviderKind::OpenAiCompatible => &["/v1/chat/completions"],
+            ProviderKind::Mock => &["/v1/messages"],
         }
     }
 
@@ -90,13 +96,22 @@ impl ProviderKind {
             ProviderKind::OpenAi => Some("https://api.openai.com"),
             ProviderKind::OpenRouter => Some("https://openrouter.ai"),
             ProviderKind::Ollama => Some("http://127.0.0.1:11434"),
-            ProviderKind::OpenAiCompatible => None,
+            ProviderKind::OpenAiCompatible | ProviderKind::Mock => None,
         }
     }
 
-    /// Whether the provider is usable without a key (local servers).
+    /// Whether the provider is usable without a key (local servers, the mock).
     pub fn key_optional(self) -> bool {
-        matches!(self, ProviderKind::Ollama | ProviderKind::OpenAiCompatible)
+        matches!(
+            self,
+            ProviderKind::Ollama | ProviderKind::OpenAiCompatible | ProviderKind::Mock
+        )
+    }
+
+    /// Whether calls are forwarded to a server (every provider but the mock, which the
+    /// proxy answers itself).
+    pub fn has_upstream(self) -> bool {
+        self != ProviderKind::Mock
     }
 }
 
@@ -112,14 +127,36 @@ pub struct ProviderConfig {
     pub name: ProviderKind,
     /// `scheme://host[:port][/prefix]`, without a trailing slash; the agent's API path
     /// is appended. `http` is accepted (local servers, tests); keys are sent over it
-    /// only because the operator configured that URL.
+    /// only because the operator configured that URL. Empty for the mock (no upstream).
     pub base_url: String,
     pub api_key: Option<Secret>,
 }
 
 impl ProviderConfig {
+    /// The deterministic mock: no base URL, no key.
+    pub fn mock() -> Self {
+        Self {
+            name: ProviderKind::Mock,
+            base_url: String::new(),
+            api_key: None,
+        }
+    }
+
     /// Checks the base URL's shape and that a key is present where one is required.
+    /// The mock takes neither: a URL or key configured for it is a mistake the operator
+    /// should hear about, not something to ignore.
     pub fn validate(&self) -> Result<(), ProxyError> {
+        if !self.name.has_upstream() {
+            if !self.base_url.is_empty() || self.api_key.is_some() {
+                return Err(ProxyError::Config {
+                    what: format!(
+                        "{}: the mock is answered by the proxy itself and takes no base URL or key",
+                        self.name
+                    ),
+                });
+            }
+            return Ok(());
+        }
         let url = self.base_url.as_str();
         let rest = url
             .strip_prefix("https://")
@@ -241,8 +278,10 @@ impl ProxyConfig {
     /// | openrouter | `OPENROUTER_API_KEY` | `OPENROUTER_BASE_URL` |
     /// | ollama | `OLLAMA_BASE_URL` (key: `OLLAMA_API_KEY`, optional) | — |
     /// | openai-compatible | `IRONCLAW_OPENAI_COMPAT_BASE_URL` (key: `IRONCLAW_OPENAI_COMPAT_API_KEY`, optional) | — |
+    /// | mock | `IRONCLAW_MOCK_PROVIDER=1` (or `true`, `yes`, `on`) | — |
     ///
-    /// A malformed base URL is an error (fail closed), not a silently skipped provider.
+    /// A malformed base URL or mock switch is an error (fail closed), not a silently
+    /// skipped provider.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ProxyError> {
         let get = |k: &str| {
             get(k)
@@ -292,6 +331,15 @@ impl ProxyConfig {
                 });
             }
         }
+        if let Some(v) = get("IRONCLAW_MOCK_PROVIDER") {
+            if parse_switch(&v).ok_or_else(|| ProxyError::Config {
+                what: format!(
+                    "IRONCLAW_MOCK_PROVIDER={v:?}: expected 1/true/yes/on or 0/false/no/off"
+                ),
+            })? {
+                providers.push(ProviderConfig::mock());
+            }
+        }
         for p in &providers {
             p.validate()?;
         }
@@ -301,7 +349,23 @@ impl ProxyConfig {
         })
     }
 
+    /// Enables the mock provider (idempotent); the daemon does this in `--dev`.
+    pub fn enable_mock(&mut self) {
+        if self.provider(ProviderKind::Mock).is_none() {
+            self.providers.push(ProviderConfig::mock());
+        }
+    }
+
     pub(crate) fn provider(&self, kind: ProviderKind) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.name == kind)
+    }
+}
+
+/// An on/off environment switch; `None` for anything else.
+fn parse_switch(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }

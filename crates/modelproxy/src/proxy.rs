@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::config::{ProviderConfig, ProviderKind, ProxyConfig};
 use crate::limits::{retry_after_secs, Buckets};
+use crate::mock;
 use crate::redact::{redact_bytes, StreamRedactor};
 use crate::server::{self, SessionListener};
 use crate::usage::{SseUsage, Usage};
@@ -138,6 +139,26 @@ struct CallRecord {
     request_bytes: u64,
 }
 
+/// How long a refused call's body is read (and dropped) before the refusal is sent
+/// regardless.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The session id calls on the base socket are attributed to. Minted sessions are
+/// `ses_…`, so no real session can share its counters, budget or parking.
+pub const BASE_SESSION: &str = "modelproxy-base";
+/// The agent group calls on the base socket are attributed to.
+pub const BASE_GROUP: &str = "host";
+
+fn base_ident() -> Result<Ident, ProxyError> {
+    let bad = |e: ironclaw_contract::ids::IdError| ProxyError::Config {
+        what: format!("the base socket's identity: {e}"),
+    };
+    Ok(Ident {
+        session: SessionId::new(BASE_SESSION).map_err(bad)?,
+        group: AgentGroupId::new(BASE_GROUP).map_err(bad)?,
+    })
+}
+
 /// Longest path kept in an audit record (the path comes from the sandbox).
 const MAX_AUDIT_PATH: usize = 256;
 
@@ -185,6 +206,10 @@ impl ModelProxy {
             .accept_encoding("identity")
             .timeout_connect(Some(config.connect_timeout))
             .timeout_per_read(Some(config.read_timeout))
+            // Many sessions call the same few hosts at once; ureq's default of 3 idle
+            // connections per host would make most calls pay a new TCP + TLS handshake.
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(32)
             .build()
             .into();
         let (tx, rx) = std_mpsc::channel::<AuditMsg>();
@@ -323,17 +348,26 @@ impl ModelProxy {
         st.session_groups.remove(session);
     }
 
-    /// Serves the daemon's base socket: `GET /healthz` only (for `ironctl doctor`); it
-    /// never forwards anything.
+    /// Serves the daemon's base socket, for host-side checks (`ironctl doctor`, tests)
+    /// and the dev unsandboxed runner: `GET /healthz`, and `/mock/…` calls, which are
+    /// handled like a session's (caps, budgets, audit) under the reserved identity
+    /// [`BASE_SESSION`] / [`BASE_GROUP`] (403 when the mock is not enabled). It never
+    /// forwards to a real provider: keys are reachable only through a session's socket.
     pub async fn serve_base(
         self: &Arc<Self>,
         socket_path: &Path,
     ) -> Result<SessionListener, ProxyError> {
+        let ident = base_ident()?;
+        self.state()
+            .session_groups
+            .insert(ident.session.clone(), ident.group.clone());
         let proxy = Arc::clone(self);
         let router = axum::Router::new().fallback(move |req: Request| {
             let proxy = Arc::clone(&proxy);
+            let ident = ident.clone();
             async move {
-                if req.method() == Method::GET && req.uri().path() == "/healthz" {
+                let path = req.uri().path();
+                if req.method() == Method::GET && path == "/healthz" {
                     let body = serde_json::json!({
                         "status": "ok",
                         "providers": proxy.providers().iter().map(|p| p.prefix()).collect::<Vec<_>>(),
@@ -344,11 +378,13 @@ impl ModelProxy {
                         HeaderValue::from_static("application/json"),
                     );
                     resp
+                } else if path == "/mock" || path.starts_with("/mock/") {
+                    proxy.handle(&ident, req).await
                 } else {
                     error_response(
                         StatusCode::NOT_FOUND,
                         "not_found",
-                        "the base model-proxy socket answers GET /healthz only; sessions use their own socket",
+                        "the base model-proxy socket answers GET /healthz and the mock provider only; sessions use their own socket",
                         None,
                     )
                 }
@@ -644,6 +680,29 @@ impl ModelProxy {
         Ok(buf)
     }
 
+    /// Reads and drops a refused call's body, up to the request cap and for at most
+    /// [`DISCARD_TIMEOUT`]; returns the bytes read.
+    async fn discard_body(&self, body: Body) -> u64 {
+        use http_body::Body as _;
+        let max = self.config.max_request_bytes;
+        let mut body = body;
+        let mut read: u64 = 0;
+        let drain = async {
+            while read <= max {
+                match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                    Some(Ok(f)) => {
+                        if let Some(data) = f.data_ref() {
+                            read = read.saturating_add(data.len() as u64);
+                        }
+                    }
+                    None | Some(Err(_)) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DISCARD_TIMEOUT, drain).await;
+        read
+    }
+
     /// One call from the session's socket.
     pub(crate) async fn handle(self: Arc<Self>, ident: &Ident, req: Request) -> Response {
         let mut call = CallRecord {
@@ -655,20 +714,37 @@ impl ModelProxy {
         };
         let (provider, api_path) = match self.admit(ident, &mut call, &req) {
             Ok(x) => x,
-            Err(r) => return self.refuse(&call, r),
+            Err(r) => {
+                // Closing a connection with request bytes still unread resets it, so a
+                // client still writing a long conversation would see a broken pipe
+                // instead of this answer (and lose e.g. a 429's "parked" reason). A body
+                // within the cap is read and dropped first; an over-cap one is not.
+                if r.status != StatusCode::PAYLOAD_TOO_LARGE {
+                    let read = self.discard_body(req.into_body()).await;
+                    call.request_bytes = call.request_bytes.max(read);
+                }
+                return self.refuse(&call, r);
+            }
         };
         let (parts, body) = req.into_parts();
         let body = match self.read_body(body, &mut call).await {
             Ok(b) => b,
             Err(r) => return self.refuse(&call, r),
         };
+        if !provider.name.has_upstream() {
+            return self.answer_mock(&call, &body);
+        }
         let upstream = match build_upstream_request(&provider, &api_path, &parts.headers, body) {
             Ok(r) => r,
             Err(r) => return self.refuse(&call, r),
         };
         let proxy = Arc::clone(&self);
-        let sent = tokio::task::spawn_blocking(move || proxy.agent.run(upstream)).await;
-        let resp = match sent {
+        let max = self.config.max_response_bytes;
+        // One blocking hand-off for the exchange and, for a small complete body, its
+        // reading too: each hop between the runtime and a blocking thread costs two
+        // context switches, which is most of the proxy's cost under load.
+        let sent = tokio::task::spawn_blocking(move || fetch(&proxy.agent, upstream, max)).await;
+        let fetched = match sent {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 let (status, code) = match e {
@@ -692,38 +768,60 @@ impl ModelProxy {
                 )
             }
         };
-        self.respond(call, resp).await
+        self.respond(call, fetched).await
     }
 
-    async fn respond(
-        self: Arc<Self>,
-        call: CallRecord,
-        resp: ureq::http::Response<ureq::Body>,
-    ) -> Response {
-        let (parts, body) = resp.into_parts();
-        let status = parts.status;
-        if let Some(enc) = parts.headers.get(axum::http::header::CONTENT_ENCODING) {
-            if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+    /// The mock provider's call: answered here, after the same admission, size caps and
+    /// body read as a forwarded call, and accounted, audited and redacted the same way.
+    fn answer_mock(&self, call: &CallRecord, body: &[u8]) -> Response {
+        let answer = match mock::answer(body) {
+            Ok(a) => a,
+            Err(e) => {
                 return self.refuse(
-                    &call,
-                    Refusal::new(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream_compressed",
-                        "the provider sent a compressed body, which the proxy cannot check for keys",
-                    ),
-                );
+                    call,
+                    Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+                )
             }
+        };
+        let n = u64::try_from(answer.body.len()).unwrap_or(u64::MAX);
+        let max = self.config.max_response_bytes;
+        if n > max {
+            return self.refuse(
+                call,
+                Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    "response_too_large",
+                    format!("the mock's response ({n} bytes) exceeds the {max} byte limit"),
+                ),
+            );
         }
-        let is_sse = parts
-            .headers
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream"));
-        let length = parts
-            .headers
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        // The mock echoes what the sandbox sent; redacting keeps the guarantee that no
+        // configured key comes back, whatever the prompt contained.
+        let out = redact_bytes(&self.redactor, &answer.body);
+        self.account(&call.ident, answer.usage);
+        self.record(call, StatusCode::OK.as_u16(), n, answer.usage, None);
+        let mut resp = Response::new(Body::from(out));
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+
+    async fn respond(self: Arc<Self>, call: CallRecord, fetched: Fetched) -> Response {
+        let Fetched { parts, body } = fetched;
+        let status = parts.status;
+        let shape = BodyShape::of(&parts.headers);
+        if shape.compressed {
+            return self.refuse(
+                &call,
+                Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_compressed",
+                    "the provider sent a compressed body, which the proxy cannot check for keys",
+                ),
+            );
+        }
         let max = self.config.max_response_bytes;
         let headers = self.response_headers(&parts.headers);
         let too_large = |n: u64| {
@@ -733,60 +831,68 @@ impl ModelProxy {
                 format!("the provider's response ({n} bytes or more) exceeds the {max} byte limit"),
             )
         };
-        if let Some(n) = length {
+        if let Some(n) = shape.length {
             if n > max {
                 return self.refuse(&call, too_large(n));
             }
         }
-        if !is_sse && length.is_some() {
-            // Small, complete JSON: buffer, redact, account, answer with a length.
-            let read = tokio::task::spawn_blocking(move || {
-                body.into_with_config().limit(max).read_to_vec()
-            })
-            .await;
-            let bytes = match read {
-                Ok(Ok(b)) => b,
-                Ok(Err(ureq::Error::BodyExceedsLimit(_))) => {
-                    return self.refuse(&call, too_large(max.saturating_add(1)))
-                }
-                Ok(Err(e)) => {
-                    let code = if matches!(e, ureq::Error::Timeout(_)) {
-                        (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
-                    } else {
-                        (StatusCode::BAD_GATEWAY, "upstream_read_failed")
-                    };
-                    let msg = self
-                        .redactor
-                        .redact(&format!("reading the provider's response failed: {e}"));
-                    return self.refuse(&call, Refusal::new(code.0, code.1, msg));
-                }
-                Err(_) => {
-                    return self.refuse(
-                        &call,
-                        Refusal::new(
-                            StatusCode::BAD_GATEWAY,
-                            "internal",
-                            "upstream worker failed",
-                        ),
-                    )
-                }
-            };
-            let usage = Usage::from_body(&bytes);
-            let n = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-            let out = redact_bytes(&self.redactor, &bytes);
-            self.account(&call.ident, usage);
-            self.record(&call, status.as_u16(), n, usage, None);
-            let mut resp = Response::new(Body::from(out));
-            *resp.status_mut() = status;
-            *resp.headers_mut() = headers;
-            return resp;
-        }
-        // Streaming (SSE, or a body of unknown length): chunk by chunk.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
-        let proxy = Arc::clone(&self);
-        let status_code = status.as_u16();
-        tokio::task::spawn_blocking(move || proxy.pump(call, status_code, is_sse, body, tx));
-        let mut resp = Response::new(Body::new(ChannelBody { rx }));
+        let body = match body {
+            FetchedBody::Read(read) => Ok(read),
+            FetchedBody::Pending(body) if shape.whole() => {
+                tokio::task::spawn_blocking(move || {
+                    body.into_with_config().limit(max).read_to_vec()
+                })
+                .await
+            }
+            FetchedBody::Pending(body) => {
+                // Streaming (SSE, or a body of unknown length): chunk by chunk.
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
+                let proxy = Arc::clone(&self);
+                let status_code = status.as_u16();
+                let is_sse = shape.sse;
+                tokio::task::spawn_blocking(move || {
+                    proxy.pump(call, status_code, is_sse, body, tx)
+                });
+                let mut resp = Response::new(Body::new(ChannelBody { rx }));
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
+                return resp;
+            }
+        };
+        // Small, complete JSON: buffered, redacted, accounted, answered with a length.
+        let bytes = match body {
+            Ok(Ok(b)) => b,
+            Ok(Err(ureq::Error::BodyExceedsLimit(_))) => {
+                return self.refuse(&call, too_large(max.saturating_add(1)))
+            }
+            Ok(Err(e)) => {
+                let code = if matches!(e, ureq::Error::Timeout(_)) {
+                    (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                } else {
+                    (StatusCode::BAD_GATEWAY, "upstream_read_failed")
+                };
+                let msg = self
+                    .redactor
+                    .redact(&format!("reading the provider's response failed: {e}"));
+                return self.refuse(&call, Refusal::new(code.0, code.1, msg));
+            }
+            Err(_) => {
+                return self.refuse(
+                    &call,
+                    Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        "internal",
+                        "upstream worker failed",
+                    ),
+                )
+            }
+        };
+        let usage = Usage::from_body(&bytes);
+        let n = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let out = redact_bytes(&self.redactor, &bytes);
+        self.account(&call.ident, usage);
+        self.record(&call, status.as_u16(), n, usage, None);
+        let mut resp = Response::new(Body::from(out));
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
         resp
@@ -1027,6 +1133,67 @@ fn build_upstream_request(
             format!("cannot build the request for {}: {e}", provider.name),
         )
     })
+}
+
+/// How an upstream response body is framed, from its headers.
+struct BodyShape {
+    /// A `content-encoding` other than identity (refused: it cannot be checked).
+    compressed: bool,
+    sse: bool,
+    length: Option<u64>,
+}
+
+impl BodyShape {
+    fn of(h: &HeaderMap) -> Self {
+        Self {
+            compressed: h
+                .get(axum::http::header::CONTENT_ENCODING)
+                .is_some_and(|enc| !enc.as_bytes().eq_ignore_ascii_case(b"identity")),
+            sse: h
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream")),
+            length: h
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok()),
+        }
+    }
+
+    /// A complete body of known length that is buffered rather than streamed.
+    fn whole(&self) -> bool {
+        !self.compressed && !self.sse && self.length.is_some()
+    }
+}
+
+/// What the upstream worker brings back.
+struct Fetched {
+    parts: ureq::http::response::Parts,
+    body: FetchedBody,
+}
+
+enum FetchedBody {
+    /// A small complete body, already read (up to the cap) on the worker thread.
+    Read(Result<Vec<u8>, ureq::Error>),
+    /// A stream, a body of unknown length, or one that will be refused.
+    Pending(ureq::Body),
+}
+
+/// The upstream exchange (blocking): sends the request and, when the answer is a
+/// complete body within `max`, reads it too.
+fn fetch(
+    agent: &ureq::Agent,
+    req: ureq::http::Request<Vec<u8>>,
+    max: u64,
+) -> Result<Fetched, ureq::Error> {
+    let (parts, body) = agent.run(req)?.into_parts();
+    let shape = BodyShape::of(&parts.headers);
+    let body = if shape.whole() && shape.length.is_some_and(|n| n <= max) {
+        FetchedBody::Read(body.into_with_config().limit(max).read_to_vec())
+    } else {
+        FetchedBody::Pending(body)
+    };
+    Ok(Fetched { parts, body })
 }
 
 /// A response body fed by the pump thread.

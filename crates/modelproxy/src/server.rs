@@ -89,6 +89,15 @@ pub(crate) async fn bind_and_serve(
             })
         }
     };
+    if parent.exists() && !parent.is_dir() {
+        return Err(ProxyError::Config {
+            what: format!(
+                "socket path {}: {} is not a directory",
+                path.display(),
+                parent.display()
+            ),
+        });
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

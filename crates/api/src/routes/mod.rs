@@ -4,6 +4,7 @@ mod audit;
 mod changes;
 mod health;
 mod registry;
+mod sessions;
 mod status;
 mod tokens;
 
@@ -43,6 +44,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/registry/sessions"),
     ("GET", "/v1/registry/sessions/{id}"),
     ("GET", "/v1/registry/access"),
+    ("GET", "/v1/sessions"),
+    ("POST", "/v1/sessions"),
+    ("POST", "/v1/sessions/{id}/stop"),
+    ("POST", "/v1/sessions/{id}/resume"),
     ("POST", "/v1/tokens"),
     ("GET", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{name}"),
@@ -99,6 +104,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/registry/sessions", get(registry::sessions))
         .route("/v1/registry/sessions/{id}", get(registry::session))
         .route("/v1/registry/access", get(registry::access))
+        .route(
+            "/v1/sessions",
+            get(sessions::list).merge(post(sessions::start)),
+        )
+        .route("/v1/sessions/{id}/stop", post(sessions::stop))
+        .route("/v1/sessions/{id}/resume", post(sessions::resume))
         .route("/v1/tokens", post(tokens::create).merge(get(tokens::list)))
         .route("/v1/tokens/{name}", delete(tokens::revoke))
         .route_layer(axum::middleware::from_fn_with_state(
