@@ -90,10 +90,14 @@ impl Daemon {
         ] {
             cmd.env_remove(var);
         }
+        // The daemon's logs (stderr) go next to its stdout, for failing tests to show.
+        let stderr = std::fs::File::create(state_dir.with_extension(format!("{port}.stderr")))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         cmd.args(&extra)
             .env_remove("IRONCLAW_API_TOKEN")
             .stdout(log)
-            .stderr(Stdio::null());
+            .stderr(stderr);
         let child = cmd.spawn().expect("spawn ironclaw-controlplane");
         let d = Daemon {
             child,
@@ -125,6 +129,21 @@ impl Daemon {
             .expect("dev-token")
             .trim()
             .to_owned()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(
+            self.state_dir
+                .with_extension(format!("{}.stderr", self.port)),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Kills with SIGKILL (no cleanup at all) and waits.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops with SIGTERM and waits.

@@ -10,11 +10,14 @@ use ironclaw_audit::{AuditEvent, AuditLog};
 use ironclaw_contract::db::Cipher;
 use ironclaw_contract::ids::{AgentGroupId, UserId};
 use ironclaw_contract::paths::HostLayout;
+use ironclaw_delivery::{A2aLimits, Delivery};
 use ironclaw_gateway::{Chain, ChangeStore, Gateway};
 use ironclaw_identity::TokenStore;
 use ironclaw_keys::KeyCustodian;
 use ironclaw_modelproxy::{ModelProxy, ProxyConfig, SessionListener};
 use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
+use ironclaw_session::{DoorbellHub, ManagerConfig, SessionManager};
+use ironclaw_sweep::{Sweep, SweepConfig};
 
 use crate::Args;
 
@@ -23,8 +26,8 @@ pub struct Daemon {
     audit: Arc<AuditLog>,
     tokens: Arc<TokenStore>,
     gateway: Arc<Gateway>,
-    /// Held so its checks ran at startup; sessions use it from issue #5 on.
-    _keys: KeyCustodian,
+    keys: Arc<KeyCustodian>,
+    layout: HostLayout,
     /// The one model proxy of this daemon (providers, caps, budgets, parked sessions).
     /// The session manager (issue #5) gives each session its own listener with
     /// `ModelProxy::listen` at `HostLayout::model_socket(&model_proxy_socket, id)`.
@@ -34,6 +37,14 @@ pub struct Daemon {
     /// The base socket, once [`Daemon::serve_model_proxy`] has bound it.
     model_proxy_base: Option<SessionListener>,
     notices: Vec<String>,
+    sessions: Option<Arc<SessionManager>>,
+    /// Why sessions cannot run, if they cannot.
+    sessions_unavailable: Option<String>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    dev: bool,
+    sandbox_bin: Option<PathBuf>,
+    image: Option<PathBuf>,
+    trust_policy: Option<PathBuf>,
 }
 
 fn err(what: &str) -> impl Fn(String) -> String + '_ {
@@ -106,11 +117,19 @@ impl Daemon {
             audit,
             tokens: Arc::new(tokens),
             gateway: Arc::new(gateway),
-            _keys: keys,
+            keys: Arc::new(keys),
+            layout,
             model_proxy,
             model_proxy_socket,
             model_proxy_base: None,
             notices,
+            sessions: None,
+            sessions_unavailable: None,
+            background: Vec::new(),
+            dev: args.dev,
+            sandbox_bin: args.sandbox_bin.clone(),
+            image: args.image.clone(),
+            trust_policy: args.trust_policy.clone(),
         })
     }
 
@@ -136,8 +155,74 @@ impl Daemon {
         Ok(())
     }
 
+    /// Chooses the runtime, builds the session manager, removes containers an earlier
+    /// daemon left, and starts the sweep and the delivery loop.
+    pub async fn start_sessions(&mut self) -> Result<(), String> {
+        let choice = crate::sessions::choose(&crate::sessions::RuntimeInputs {
+            dev: self.dev,
+            layout: &self.layout,
+            model_proxy_socket: &self.model_proxy_socket,
+            sandbox_bin: self.sandbox_bin.as_deref(),
+            image: self.image.as_deref(),
+            trust_policy: self.trust_policy.as_deref(),
+        });
+        if let Some(n) = &choice.notice {
+            self.notices.push(n.clone());
+        }
+        self.sessions_unavailable = choice.unavailable.clone();
+        let (doorbells, rung) = DoorbellHub::new();
+        let manager = Arc::new(SessionManager::new(
+            ManagerConfig {
+                layout: self.layout.clone(),
+                model_proxy_base: self.model_proxy_socket.clone(),
+                ownership: choice.ownership,
+                extra_agent_args: Vec::new(),
+            },
+            self.registry.clone(),
+            self.keys.clone(),
+            self.audit.clone(),
+            self.model_proxy.clone(),
+            doorbells,
+            choice.runtime,
+        ));
+        manager
+            .reconcile()
+            .await
+            .map_err(|e| err("reconciling sessions")(e.to_string()))?;
+        let sweep = Sweep::new(
+            manager.clone(),
+            self.registry.clone(),
+            self.audit.clone(),
+            SweepConfig::default(),
+        );
+        self.background.push(tokio::spawn(sweep.run()));
+        let delivery = Arc::new(Delivery::new(
+            manager.clone(),
+            self.registry.clone(),
+            self.gateway.clone(),
+            Arc::new(crate::sessions::NoChannels),
+            A2aLimits::default(),
+        ));
+        self.background.push(tokio::spawn(delivery.run(rung)));
+        self.sessions = Some(manager);
+        Ok(())
+    }
+
+    /// `None` when ready; otherwise why not (shown by `/readyz`).
+    pub fn not_ready(&self) -> Option<String> {
+        self.sessions_unavailable
+            .as_ref()
+            .map(|r| format!("sessions cannot run: {r}"))
+    }
+
     /// Stops the base socket (removing it) and waits for queued audit records.
     pub async fn shutdown(mut self) {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        if let Some(m) = &self.sessions {
+            m.stop_all("daemon shutdown").await;
+        }
         if let Some(base) = self.model_proxy_base.take() {
             base.shutdown().await;
         }
@@ -158,9 +243,7 @@ impl Daemon {
             registry: self.registry.clone(),
             audit: self.audit.clone(),
             tokens: self.tokens.clone(),
-            // No session manager is composed into the daemon yet (it takes
-            // `self.model_proxy` and `self.model_proxy_socket` when it is).
-            sessions: None,
+            sessions: self.sessions.clone(),
             limits,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         });
@@ -241,7 +324,9 @@ fn private_dir(dir: &Path) -> Result<(), String> {
         return Err(format!("state dir {} is not a directory", dir.display()));
     }
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    // 0711 is private too: others may traverse (runsc's unprivileged gofer must reach
+    // the session mounts beneath it) but not list, read or write.
+    if mode & 0o066 != 0 {
         return Err(format!(
             "state dir {} has mode {mode:o}; it holds keys and must be private: chmod 700 {}",
             dir.display(),

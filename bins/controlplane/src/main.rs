@@ -2,6 +2,7 @@
 //! crates; all behaviour lives in them.
 
 mod bootstrap;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +43,19 @@ pub struct Args {
     /// IRONCLAW_API_TOKEN or is created and written to <state-dir>/dev-token.
     #[arg(long)]
     dev: bool,
+    /// The static agent binary for `--dev` images and the unsandboxed dev runtime.
+    /// Default: `ironclaw-sandbox` next to this executable, or this workspace's static
+    /// build (`target/x86_64-unknown-linux-gnu/release/ironclaw-sandbox`).
+    #[arg(long)]
+    sandbox_bin: Option<PathBuf>,
+    /// The sandbox image: an OCI layout made by `ironctl image build` (with
+    /// --trust-policy). Required under runsc outside --dev.
+    #[arg(long, requires = "trust_policy")]
+    image: Option<PathBuf>,
+    /// The image trust policy (pinned digests and/or cosign public keys; see
+    /// docs/image-trust.md).
+    #[arg(long, requires = "image")]
+    trust_policy: Option<PathBuf>,
     /// Log format (stderr).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -109,6 +123,7 @@ async fn run(args: Args) -> Result<(), String> {
         rate_limit_burst: args.rate_limit_burst,
         request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
     };
+    daemon.start_sessions().await?;
     let state = daemon.api_state(limits);
     let app = ironclaw_api::router(state.clone());
     let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
@@ -116,7 +131,7 @@ async fn run(args: Args) -> Result<(), String> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    state.set_not_ready(None);
+    state.set_not_ready(daemon.not_ready());
     ironclaw_api::serve(
         args.api_addr,
         app,

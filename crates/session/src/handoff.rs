@@ -2,9 +2,9 @@
 //!
 //! The key file lives in the session's key directory, which — for a sandboxed session
 //! — is a dedicated tmpfs mounted by the daemon (`size=64k`, `nosuid,nodev,noexec`),
-//! bind-mounted read-only into the sandbox. The file is 0400 and owned by the sandbox's
-//! host uid; the directory is `root:<sandbox gid>` 0750, so no other uid on the host can
-//! list or read it. On stop the file is overwritten, unlinked and the tmpfs unmounted.
+//! bind-mounted read-only into the sandbox. The file is 0400 and the directory 0700, both
+//! owned by the sandbox's host uid, so no other unprivileged uid on the host can list or
+//! read it. On stop the file is overwritten, unlinked and the tmpfs unmounted.
 //!
 //! Unsandboxed `--dev` sessions (no root, no `runsc`) get a plain 0700 directory
 //! instead: there is nothing to protect the key from in that mode, since the agent runs
@@ -105,9 +105,12 @@ impl KeyHandoff {
             .mode(0o700)
             .create(&self.dir)
             .map_err(io(&self.dir, "create"))?;
-        if let Some((_, gid)) = self.owner {
+        if let Some((uid, gid)) = self.owner {
             if !is_tmpfs_mount(&self.dir) {
-                let opts = format!("size=64k,mode=0750,uid=0,gid={gid},nosuid,nodev,noexec");
+                // Owned by the sandbox's host uid like every other mount source: host
+                // root is not mapped into the sandbox's user namespace, so a root-owned
+                // directory would be closed to runsc's gofer and to the agent alike.
+                let opts = format!("size=64k,mode=0700,uid={uid},gid={gid},nosuid,nodev,noexec");
                 let out = Command::new("mount")
                     .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
                     .arg(&self.dir)

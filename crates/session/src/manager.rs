@@ -247,6 +247,11 @@ impl SessionManager {
             .map_err(|e| SessionError::Audit(format!("liveness task: {e}")))??)
     }
 
+    /// The end of the agent's stderr, when the runtime keeps it.
+    pub fn last_output(&self, session: &SessionId) -> Option<String> {
+        self.runtime.last_output(&container_id(session))
+    }
+
     /// Rings the session's agent; false when it is not connected.
     pub fn ring(&self, session: &SessionId) -> bool {
         self.doorbells.ring(session)

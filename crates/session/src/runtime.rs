@@ -90,6 +90,10 @@ pub trait Runtime: Send + Sync {
     /// Stops and removes every container this runtime knows that is not in `keep`;
     /// returns the ids removed.
     fn reconcile(&self, keep: &[String]) -> Result<Vec<String>, RuntimeError>;
+    /// The end of what the agent wrote to stderr, for diagnosing an early exit.
+    fn last_output(&self, _container_id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The container id of a session: stable, so a relaunch replaces the old container and

@@ -141,6 +141,10 @@ impl Runtime for RunscRuntime {
         }
     }
 
+    fn last_output(&self, container_id: &str) -> Option<String> {
+        self.isolator.console_tail(&id_of(container_id).ok()?)
+    }
+
     fn reconcile(&self, keep: &[String]) -> Result<Vec<String>, RuntimeError> {
         let report = self
             .isolator

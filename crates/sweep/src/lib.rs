@@ -199,6 +199,9 @@ impl Sweep {
             health.failures += 1;
             health.healthy_since = None;
             let failures = health.failures;
+            if let Some(out) = self.manager.last_output(sid) {
+                tracing::warn!(session = %sid, stuck, last_output = %out.trim(), "agent stopped serving");
+            }
             if stuck {
                 if let Err(e) = self.manager.stop(sid, "stuck: stale heartbeat").await {
                     actions.push(SweepAction::Failed {

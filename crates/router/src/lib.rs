@@ -1,0 +1,44 @@
+//! `ironclaw-router`: inbound routing (DESIGN §6).
+//!
+//! For: taking one normalised channel message ([`InboundEvent`]) to the sessions it
+//! belongs to. [`Router::route_inbound`] finds (or creates) the messaging group,
+//! namespaces the sender as `<channel_type>:<handle>`, and walks the group's wirings
+//! in priority order; for each it decides engagement (`pattern`, `mention`,
+//! `mention-sticky`), access (owner > global admin > scoped admin > member, then the
+//! messaging group's unknown-sender policy: `strict`, `request_approval`, `public`),
+//! sender scope and the ignored-message policy, resolves the session (shared,
+//! per-thread, agent-shared) and appends one inbound row through an [`InboundSink`].
+//! Every wiring yields a [`RoutingOutcome`] with a machine-readable [`Reason`]; the
+//! [`RouteReport`] names the sessions to wake.
+//!
+//! Not for: waking or launching sessions (the caller does, from the report), opening
+//! queue files (the sink's implementation does), verifying platform signatures (the
+//! channel adapter does, and says so in the event's provenance), or deciding approval
+//! requests (a human does, through the gateway).
+//!
+//! Stricter than the system it replaces: the unknown-sender policy is enforced (it
+//! was stored and never read), a bad engage pattern is reported rather than silently
+//! never matching, oversized messages are refused with a reason, platform retries are
+//! dropped within a window, and a channel can neither claim host provenance nor mint
+//! `sandbox:*` principals.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod approval;
+mod dedup;
+mod engage;
+mod error;
+pub mod event;
+mod message_id;
+mod outcome;
+mod router;
+mod sender;
+mod sink;
+
+pub use error::{RouteError, StopCause};
+pub use event::InboundEvent;
+pub use outcome::{Reason, RouteReport, RoutingOutcome};
+pub use router::{Router, RouterConfig};
+pub use sender::namespace_user_id;
+pub use sink::{InboundSink, SinkError};

@@ -1,0 +1,50 @@
+//! Where routed rows go: the seam between the router and the sessions' queue files.
+//!
+//! For: appending one inbound row to one session's queue. The daemon implements it
+//! by opening the session's encrypted inbound writer (creating the session's key and
+//! files on first use); tests use memory. Not for: waking the session — the router
+//! returns the sessions to wake and the caller rings or launches them, so routing
+//! stays synchronous and never blocks on a sandbox.
+
+use std::error::Error;
+
+use ironclaw_contract::ids::SessionId;
+use ironclaw_contract::queue::QueueError;
+use ironclaw_contract::rows::NewMessageIn;
+
+/// Appends routed rows to sessions' inbound queues.
+pub trait InboundSink: Send + Sync {
+    /// Appends `msg` to `session`'s inbound queue. The row has passed the contract's
+    /// size check already. An error stops routing of the event (see
+    /// [`crate::RouteError::Stopped`]).
+    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<(), SinkError>;
+}
+
+/// Why a sink could not append. Carries the implementation's own error (a queue
+/// failure, a key that cannot be unsealed, a session that cannot be provisioned).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct SinkError {
+    context: String,
+    #[source]
+    source: Box<dyn Error + Send + Sync>,
+}
+
+impl SinkError {
+    /// `context` says what was being done (`open inbound writer`, …).
+    pub fn new(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl From<QueueError> for SinkError {
+    fn from(e: QueueError) -> Self {
+        Self::new("write inbound row", e)
+    }
+}
