@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ironclaw_api::{ApiParts, ApiState, Limits};
 use ironclaw_audit::{AuditEvent, AuditLog};
+use ironclaw_channels::{Channels, ChannelsConfig};
 use ironclaw_contract::db::Cipher;
 use ironclaw_contract::ids::{AgentGroupId, UserId};
 use ironclaw_contract::paths::HostLayout;
@@ -16,6 +17,7 @@ use ironclaw_identity::TokenStore;
 use ironclaw_keys::KeyCustodian;
 use ironclaw_modelproxy::{ModelProxy, ProxyConfig, SessionListener};
 use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
+use ironclaw_router::{Router, RouterConfig};
 use ironclaw_session::{DoorbellHub, ManagerConfig, SessionManager};
 use ironclaw_sweep::{Sweep, SweepConfig};
 
@@ -45,6 +47,8 @@ pub struct Daemon {
     sandbox_bin: Option<PathBuf>,
     image: Option<PathBuf>,
     trust_policy: Option<PathBuf>,
+    channels: Arc<Channels>,
+    router: Option<Arc<Router>>,
 }
 
 fn err(what: &str) -> impl Fn(String) -> String + '_ {
@@ -110,6 +114,13 @@ impl Daemon {
         if recovered > 0 {
             tracing::info!(recovered, "applied changes approved before a restart");
         }
+        let channels_config = ChannelsConfig::load(args.channels_file.as_deref())
+            .map_err(|e| err("channels")(e.to_string()))?;
+        let channels =
+            Channels::from_config(&channels_config).map_err(|e| err("channels")(e.to_string()))?;
+        for st in channels.status() {
+            tracing::info!(channel = ?st, "channel adapter");
+        }
         let model_proxy_socket = model_proxy_socket(args, &state_dir)?;
         let model_proxy = model_proxy(args.dev, &audit)?;
         Ok(Self {
@@ -130,6 +141,8 @@ impl Daemon {
             sandbox_bin: args.sandbox_bin.clone(),
             image: args.image.clone(),
             trust_policy: args.trust_policy.clone(),
+            channels: Arc::new(channels),
+            router: None,
         })
     }
 
@@ -200,10 +213,15 @@ impl Daemon {
             manager.clone(),
             self.registry.clone(),
             self.gateway.clone(),
-            Arc::new(crate::sessions::NoChannels),
+            Arc::new(crate::dispatch::ChannelDispatcher(self.channels.clone())),
             A2aLimits::default(),
         ));
         self.background.push(tokio::spawn(delivery.run(rung)));
+        self.router = Some(Arc::new(Router::new(
+            self.gateway.clone(),
+            Arc::new(crate::inbound_sink::SessionSink(manager.clone())),
+            RouterConfig::default(),
+        )));
         self.sessions = Some(manager);
         Ok(())
     }
@@ -244,6 +262,8 @@ impl Daemon {
             audit: self.audit.clone(),
             tokens: self.tokens.clone(),
             sessions: self.sessions.clone(),
+            channels: Some(self.channels.clone()),
+            router: self.router.clone(),
             limits,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         });

@@ -2,6 +2,8 @@
 //! crates; all behaviour lives in them.
 
 mod bootstrap;
+mod dispatch;
+mod inbound_sink;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -56,6 +58,10 @@ pub struct Args {
     /// docs/image-trust.md).
     #[arg(long, requires = "image")]
     trust_policy: Option<PathBuf>,
+    /// Channel configuration file (JSON; see docs/channels.md). Channel credentials
+    /// come from it and from the environment, never from the API.
+    #[arg(long, env = "IRONCLAW_CHANNELS_FILE")]
+    channels_file: Option<PathBuf>,
     /// Log format (stderr).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,

@@ -213,20 +213,3 @@ fn agent_binary(flag: Option<&Path>, need_static: bool) -> Option<PathBuf> {
         .into_iter()
         .find(|p| p.is_file() && (!need_static || is_static(p)))
 }
-
-/// Until channel adapters are configured: every chat message fails permanently with a
-/// message naming the missing channel (and is dead-lettered, visible to operators).
-pub struct NoChannels;
-
-impl ironclaw_delivery::Dispatcher for NoChannels {
-    fn send(
-        &self,
-        to: &ironclaw_delivery::Address,
-        _text: &str,
-    ) -> Result<Option<String>, ironclaw_delivery::Failure> {
-        Err(ironclaw_delivery::Failure::permanent(format!(
-            "no channel adapter is configured for {}",
-            to.channel_type
-        )))
-    }
-}

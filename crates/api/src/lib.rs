@@ -48,6 +48,9 @@ struct Inner {
     tokens: Arc<TokenStore>,
     /// `None` when the daemon runs no sessions (e.g. API-only tests).
     sessions: Option<Arc<ironclaw_session::SessionManager>>,
+    /// Channel adapters (web chat store, hook verification); `None` in API-only tests.
+    channels: Option<Arc<ironclaw_channels::Channels>>,
+    router: Option<Arc<ironclaw_router::Router>>,
     metrics: metrics::Metrics,
     limits: Limits,
     rate_limiter: limits::RateLimiter,
@@ -66,6 +69,8 @@ pub struct ApiParts {
     pub audit: Arc<AuditLog>,
     pub tokens: Arc<TokenStore>,
     pub sessions: Option<Arc<ironclaw_session::SessionManager>>,
+    pub channels: Option<Arc<ironclaw_channels::Channels>>,
+    pub router: Option<Arc<ironclaw_router::Router>>,
     pub limits: Limits,
     pub version: String,
 }
@@ -81,6 +86,8 @@ impl ApiState {
                 audit: parts.audit,
                 tokens: parts.tokens,
                 sessions: parts.sessions,
+                channels: parts.channels,
+                router: parts.router,
                 metrics: metrics::Metrics::default(),
                 limits: parts.limits,
                 rate_limiter,

@@ -86,6 +86,8 @@ impl Api {
             audit,
             tokens,
             sessions: None,
+            channels: None,
+            router: None,
             limits,
             version: "test".into(),
         });

@@ -209,7 +209,7 @@ fn ask(
     let mut own = msg.clone();
     own.message.route = Route::default();
     let to = d.address(session, &own)?;
-    d.dispatcher().send(&to, &text)
+    d.dispatcher().send(&to, &text, msg.id())
 }
 
 fn envelope(

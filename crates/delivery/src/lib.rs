@@ -58,8 +58,15 @@ pub struct Address {
 /// Sends text to a channel. The daemon implements it over `ironclaw-channels`; tests
 /// use an in-memory one. Called from a blocking thread.
 pub trait Dispatcher: Send + Sync {
-    /// Returns the platform's id of the sent message, if it gives one.
-    fn send(&self, to: &Address, text: &str) -> Result<Option<String>, Failure>;
+    /// Returns the platform's id of the sent message, if it gives one. `message_id` (the
+    /// outbound row id) lets an adapter resume a split message instead of repeating
+    /// the parts it already sent.
+    fn send(
+        &self,
+        to: &Address,
+        text: &str,
+        message_id: &MessageId,
+    ) -> Result<Option<String>, Failure>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,7 +290,7 @@ impl Delivery {
             return self.a2a.send(self, session, msg).map(|()| None);
         }
         let to = self.address(session, msg)?;
-        self.dispatcher.send(&to, &msg.message.content)
+        self.dispatcher.send(&to, &msg.message.content, msg.id())
     }
 
     /// The destination of a chat row, after the permission check: the session's own

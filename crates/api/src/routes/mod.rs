@@ -2,7 +2,9 @@
 
 mod audit;
 mod changes;
+mod chat;
 mod health;
+pub(crate) mod hooks;
 mod registry;
 mod sessions;
 mod status;
@@ -44,6 +46,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/registry/sessions"),
     ("GET", "/v1/registry/sessions/{id}"),
     ("GET", "/v1/registry/access"),
+    ("POST", "/v1/chat/send"),
+    ("GET", "/v1/chat/{conversation_id}/messages"),
+    ("GET", "/v1/chat/{conversation_id}/stream"),
+    ("POST", "/hooks/{channel}"),
+    ("POST", "/hooks/{channel}/{instance}"),
     ("GET", "/v1/sessions"),
     ("POST", "/v1/sessions"),
     ("POST", "/v1/sessions/{id}/stop"),
@@ -57,7 +64,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: ApiState) -> Router {
     let open = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/hooks/{channel}", post(hooks::hook))
+        .route("/hooks/{channel}/{instance}", post(hooks::hook_instance));
     let protected = Router::new()
         .route("/metrics", get(health::metrics))
         .route("/v1/status", get(status::status))
@@ -109,6 +118,9 @@ pub fn router(state: ApiState) -> Router {
             get(sessions::list).merge(post(sessions::start)),
         )
         .route("/v1/sessions/{id}/stop", post(sessions::stop))
+        .route("/v1/chat/send", post(chat::send))
+        .route("/v1/chat/{conversation_id}/messages", get(chat::messages))
+        .route("/v1/chat/{conversation_id}/stream", get(chat::stream))
         .route("/v1/sessions/{id}/resume", post(sessions::resume))
         .route("/v1/tokens", post(tokens::create).merge(get(tokens::list)))
         .route("/v1/tokens/{name}", delete(tokens::revoke))
