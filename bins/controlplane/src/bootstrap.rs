@@ -119,7 +119,7 @@ impl Daemon {
         let channels =
             Channels::from_config(&channels_config).map_err(|e| err("channels")(e.to_string()))?;
         for st in channels.status() {
-            tracing::info!(channel = ?st, "channel adapter");
+            tracing::info!(channel = %st, "channel adapter");
         }
         let model_proxy_socket = model_proxy_socket(args, &state_dir)?;
         let model_proxy = model_proxy(args.dev, &audit)?;

@@ -89,7 +89,7 @@ async fn handle(
             ([(header::CONTENT_TYPE, reply.content_type)], reply.body).into_response()
         }
         InboundOutcome::Ignored(why) => {
-            tracing::debug!(channel = %channel, reason = ?why, "hook ignored");
+            tracing::info!(channel = %channel, reason = ?why, "hook ignored");
             (
                 StatusCode::OK,
                 axum::Json(json!({"ok": true, "ignored": format!("{why:?}")})),
@@ -110,7 +110,12 @@ async fn handle(
                 let mut wake = Vec::new();
                 for event in &events {
                     match router.route_inbound(event) {
-                        Ok(report) => wake.extend(report.wake),
+                        Ok(report) => {
+                            let reasons: Vec<String> =
+                                report.outcomes.iter().map(|o| o.to_string()).collect();
+                            tracing::info!(channel = %event.channel_type, platform = %event.platform_id, outcomes = ?reasons, "hook routed");
+                            wake.extend(report.wake)
+                        }
                         Err(e) => {
                             // Let the platform's retry through the adapter's dedup.
                             if let Some(a) = &adapter {
