@@ -170,5 +170,14 @@ fn web_chat_reaches_a_sandboxed_agent_and_back_and_privileged_actions_wait_for_a
     )
     .json();
     assert!(!group.to_string().contains("pirate"), "{group}");
+
+    // The CLI path README's first command uses.
+    let out = ironctl(
+        &d.addr,
+        Some(&api.token),
+        &["chat", "send", "--group", "dev-agent", "via ironctl"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("via ironctl"), "{}", out.stdout);
     d.stop();
 }

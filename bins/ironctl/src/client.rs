@@ -17,6 +17,10 @@ pub enum CliError {
     },
     /// Bad input on our side (exit 2).
     Usage(String),
+    /// A local command (`image build`, `image keygen`) failed on this machine for a
+    /// reason other than its input, e.g. an I/O error while writing (exit 1, like a
+    /// refused request: the operation did not happen).
+    Failed(String),
     /// The audit chain is broken (exit 4).
     AuditBroken(String),
 }
@@ -24,7 +28,7 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Api { .. } => 1,
+            CliError::Api { .. } | CliError::Failed(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable { .. } => 3,
             CliError::AuditBroken(_) => 4,
@@ -48,7 +52,7 @@ impl std::fmt::Display for CliError {
                     _ => Ok(()),
                 }
             }
-            CliError::Usage(m) => f.write_str(m),
+            CliError::Usage(m) | CliError::Failed(m) => f.write_str(m),
             CliError::AuditBroken(m) => f.write_str(m),
         }
     }

@@ -1,10 +1,14 @@
-//! `ironctl`: the IronClaw operator CLI, an HTTP client of the control plane's API.
+//! `ironctl`: the IronClaw operator CLI, an HTTP client of the control plane's API,
+//! plus the few commands that work on local files only (`image`, `audit verify
+//! --state-dir`).
 //!
-//! Exit codes: 0 success; 1 the control plane refused or failed the request; 2 bad
-//! usage; 3 the control plane could not be reached; 4 `audit verify` found the chain
-//! broken.
+//! Exit codes: 0 success; 1 the control plane (or, for local commands, this machine)
+//! refused or failed the request; 2 bad usage or bad input; 3 the control plane could
+//! not be reached; 4 `audit verify` found the chain broken.
 
+mod chat;
 mod client;
+mod image;
 mod output;
 
 use std::path::PathBuf;
@@ -17,10 +21,11 @@ use client::{CliError, Client};
 use output::{s, table};
 
 /// Drive an IronClaw control plane: review and decide change requests, read and verify
-/// the audit chain, inspect the registry, manage operator tokens.
+/// the audit chain, inspect the registry, manage operator tokens and sessions; build and
+/// sign the sandbox image.
 ///
-/// Exit codes: 0 ok, 1 refused by the control plane, 2 usage, 3 unreachable,
-/// 4 audit chain broken.
+/// Exit codes: 0 ok, 1 refused or failed (by the control plane, or locally for `image`),
+/// 2 usage or bad input, 3 unreachable, 4 audit chain broken.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -60,9 +65,24 @@ enum Command {
     /// Operator tokens (owners only).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Talk to an agent group over the web chat and print its answer.
+    #[command(subcommand)]
+    Chat(ChatCmd),
     /// Sessions: list, start without a message, stop, resume a parked one.
     #[command(subcommand)]
     Session(SessionCmd),
+    /// The sandbox image: build and sign it, make a signing key (local; no daemon).
+    ///
+    /// The sandbox image is the static `ironclaw-sandbox` agent plus a minimal `/etc` and
+    /// the empty mount points its runtime spec needs, as an OCI image layout. The daemon
+    /// runs sessions from it (`--image DIR --trust-policy FILE`) only when its trust
+    /// policy trusts it: a pinned manifest digest, or a cosign signature by a trusted key.
+    /// docs/image-trust.md describes the format, the policy and how to check an image by
+    /// hand.
+    ///
+    /// These commands work on local files only: --addr and --token are not used.
+    #[command(subcommand)]
+    Image(ImageCmd),
     /// The daemon's version, readiness and counts.
     Status,
     /// Who your token says you are, and your roles.
@@ -183,6 +203,24 @@ enum RegistryCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum ChatCmd {
+    /// Send a message and wait for the agent's reply (exit 1 if none comes in time).
+    Send {
+        /// The message.
+        text: String,
+        /// The agent group to talk to.
+        #[arg(long, default_value = "dev-agent")]
+        group: String,
+        /// Continue this conversation instead of starting one.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// How long to wait for the reply, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum SessionCmd {
     /// Every session: id, group, status, runtime, image digest, start time.
     List,
@@ -196,6 +234,75 @@ enum SessionCmd {
     Stop { id: String },
     /// Un-park a session (budget or repeated failures) and launch it.
     Resume { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// Build the sandbox image as an OCI layout, optionally signed
+    ///
+    /// Packs the statically linked agent binary into a new OCI image layout at --out and
+    /// prints its manifest digest: the value a trust policy pins, and what a signature
+    /// covers. The build is reproducible: the same binary always gives the same digest,
+    /// so anyone can rebuild it and check the digest an operator pinned.
+    ///
+    /// --out must not exist or must be an empty directory; the layout is written beside
+    /// it and renamed into place, so a failed build leaves nothing that looks like an
+    /// image. A dynamically linked binary is refused (the image has no dynamic loader).
+    /// Build the agent with:
+    ///
+    ///   RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
+    ///       --target x86_64-unknown-linux-gnu -p ironclaw-sandbox
+    ///
+    /// With --sign-key, the layout also carries a cosign signature (ECDSA P-256, in the
+    /// shape `cosign save` writes) by that private key. The key is checked before anything
+    /// is written: it must be a regular file with mode 0600 or stricter holding an
+    /// unencrypted PKCS#8 ECDSA P-256 key (what `ironctl image keygen` makes).
+    ///
+    /// Example:
+    ///
+    ///   ironctl image keygen --out /root/ironclaw-keys
+    ///   ironctl image build --sandbox-bin target/x86_64-unknown-linux-gnu/release/ironclaw-sandbox \
+    ///       --out /srv/ironclaw/image --sign-key /root/ironclaw-keys/image-signing.key
+    ///
+    /// Exit codes: 0 built; 2 bad input (binary missing or not static, --out not empty,
+    /// key missing, unreadable by its mode, or not ECDSA P-256); 1 the build failed
+    /// while writing.
+    #[command(verbatim_doc_comment)]
+    Build {
+        /// The static `ironclaw-sandbox` binary to pack.
+        #[arg(long, value_name = "PATH")]
+        sandbox_bin: PathBuf,
+        /// Where to write the OCI layout (must not exist, or be an empty directory).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Sign with this private key (PKCS#8 PEM, mode 0600; see `image keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
+    },
+    /// Generate a cosign-compatible image signing key pair
+    ///
+    /// Writes a fresh ECDSA P-256 key pair (cosign's default algorithm) into --out,
+    /// creating the directory 0700 if it does not exist:
+    ///
+    ///   image-signing.key  PKCS#8 PRIVATE KEY PEM, unencrypted, mode 0600
+    ///   image-signing.pub  PUBLIC KEY PEM (the format of cosign.pub), mode 0644
+    ///
+    /// An existing key file is never overwritten: losing a signing key would orphan every
+    /// image it signed. Keep the private key off the daemon's machine; put only the
+    /// public key in the trust policy:
+    ///
+    ///   {"version": 1, "cosign_keys": [{"name": "release", "path": "image-signing.pub"}]}
+    ///
+    /// `cosign import-key-pair --key image-signing.key` converts the private key for the
+    /// cosign CLI; signatures made with either verify with the same public key.
+    ///
+    /// Exit codes: 0 written; 2 a key file already exists in --out; 1 writing failed.
+    #[command(verbatim_doc_comment)]
+    Keygen {
+        /// Directory for image-signing.key and image-signing.pub.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,6 +351,26 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Registry(cmd) => registry(&c, cli.json, cmd),
         Command::Token(cmd) => token(&c, cli.json, cmd),
         Command::Session(cmd) => session(&c, cli.json, cmd),
+        Command::Chat(ChatCmd::Send {
+            text,
+            group,
+            conversation,
+            wait_secs,
+        }) => chat::send(
+            &c,
+            cli.json,
+            group,
+            conversation.as_deref(),
+            text,
+            std::time::Duration::from_secs(*wait_secs),
+        ),
+        // Local: never talks to the daemon.
+        Command::Image(ImageCmd::Build {
+            sandbox_bin,
+            out,
+            sign_key,
+        }) => image::build(sandbox_bin, out, sign_key.as_deref(), cli.json),
+        Command::Image(ImageCmd::Keygen { out }) => image::keygen(out, cli.json),
         Command::Status => {
             let v = c.get("/v1/status")?;
             show(&v, &|v| {

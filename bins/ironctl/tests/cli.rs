@@ -13,6 +13,8 @@ fn help_lists_every_command_group_and_exit_codes() {
         "audit",
         "registry",
         "token",
+        "session",
+        "image",
         "status",
         "whoami",
         "Exit codes",

@@ -105,6 +105,10 @@ struct Args {
     /// Model turns per engage before the agent gives up with a message.
     #[arg(long, default_value_t = ironclaw_agent::DEFAULT_MAX_TURNS)]
     max_turns: usize,
+    /// Most due inbound messages handed to one engage; the rest follow in the next
+    /// iteration at once. 1 answers every message on its own (one model call each).
+    #[arg(long, default_value_t = ironclaw_agent::runner::DEFAULT_MAX_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    max_batch: u64,
     /// Fallback poll interval in milliseconds when the doorbell does not ring.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     poll_interval_ms: u64,
@@ -178,6 +182,9 @@ fn main() -> ExitCode {
     let names = agent.tools.names().join(", ");
     let config = LoopConfig {
         poll_interval: poll,
+        // At most 1000 (clap's range), so the conversion cannot truncate.
+        max_batch: usize::try_from(args.max_batch)
+            .unwrap_or(ironclaw_agent::runner::DEFAULT_MAX_BATCH),
         heartbeat: Some(args.heartbeat_dir.join(HEARTBEAT_FILE_NAME)),
         ..LoopConfig::default()
     };
