@@ -64,6 +64,10 @@ impl Daemon {
                 PathBuf::from("/var/lib/ironclaw")
             }
         });
+        // Absolute: the state dir's paths become OCI mount sources and the rootfs path,
+        // which runsc requires to be absolute.
+        let state_dir = std::path::absolute(&state_dir)
+            .map_err(|e| format!("state dir {}: {e}", state_dir.display()))?;
         private_dir(&state_dir)?;
         let layout = HostLayout::new(&state_dir);
         tracing::info!(state_dir = %state_dir.display(), dev = args.dev, "opening state");

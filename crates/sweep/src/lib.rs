@@ -328,10 +328,27 @@ impl Sweep {
                     actions.push(SweepAction::Woken { session: s.id })
                 }
                 Ok(LaunchOutcome::AlreadyRunning) => {}
-                Err(e) => actions.push(SweepAction::Failed {
-                    session: s.id,
-                    error: e.to_string(),
-                }),
+                Err(e) => {
+                    // Counted like a death: retried with backoff, parked after the limit,
+                    // instead of a failed launch every tick.
+                    let failures = self.health.get(&s.id).map_or(0, |h| h.failures) + 1;
+                    if failures >= self.config.park_after {
+                        actions.push(self.park(&s.id, failures).await);
+                        continue;
+                    }
+                    self.health.insert(
+                        s.id.clone(),
+                        Health {
+                            failures,
+                            relaunch_at: Some(Instant::now() + self.config.backoff(failures)),
+                            healthy_since: None,
+                        },
+                    );
+                    actions.push(SweepAction::Failed {
+                        session: s.id,
+                        error: e.to_string(),
+                    })
+                }
             }
         }
         actions
