@@ -49,8 +49,8 @@
 //! committing) are retried on the next poll — the protocol working — and counted.
 //!
 //! Needs root, `runsc` and the static agent (`.ci/run` builds it). Never skipped.
-//! Takes about 5 minutes on 2 cores (the agent's cycle under gVisor's ptrace platform
-//! is ≈ 50 ms a message; the figures are printed at the end).
+//! Takes about 6 minutes on 2 cores (the agent's cycle under gVisor's ptrace platform
+//! is ≈ 50–60 ms a message; the figures are printed at the end, progress every 30 s).
 
 #[path = "benches/runsc_world/mod.rs"]
 mod runsc_world;

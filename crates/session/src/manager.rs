@@ -169,6 +169,7 @@ pub struct SessionManager {
     /// One async lock per session: launch, stop and end of a session are serialized;
     /// different sessions proceed in parallel.
     slots: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<Slot>>>>,
+    preparing: Mutex<()>,
 }
 
 impl SessionManager {
@@ -192,6 +193,7 @@ impl SessionManager {
             doorbells,
             runtime,
             slots: Mutex::default(),
+            preparing: Mutex::new(()),
         }
     }
 
@@ -403,6 +405,11 @@ impl SessionManager {
         session: &SessionId,
         group: &AgentGroup,
     ) -> Result<Vec<SessionMount>, SessionError> {
+        // One preparation at a time: provisioning a session creates the shared
+        // `sessions/` directory private (0700) and this function then opens it to
+        // traversal (0711); interleaved, one launch's provisioning closed the directory
+        // under another's runsc (found launching 20 sessions at once).
+        let _one_at_a_time = self.preparing.lock().unwrap_or_else(|p| p.into_inner());
         let layout = &self.config.layout;
         let own = self.config.ownership;
         let key = self.keys.get_or_create(session)?;
