@@ -126,8 +126,9 @@ impl Provider for MockProvider {
     }
 }
 
-/// Parses `tool:<name> <args>` out of `text`.
-fn directive(text: &str) -> Option<(String, Value)> {
+/// Parses `tool:<name> <args>` out of `text`: the mock's directive grammar, shared with
+/// the model proxy's mock so both answer the same prompt the same way.
+pub fn directive(text: &str) -> Option<(String, Value)> {
     let at = text.find("tool:")?;
     let rest = &text[at + "tool:".len()..];
     let name: String = rest

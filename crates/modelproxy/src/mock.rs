@@ -19,7 +19,8 @@
 //! bytes / 4, output tokens the reply content's JSON bytes / 4 (both rounded up).
 //! Streaming is not offered (the agent never asks for it): `"stream": true` is a 400.
 
-use serde_json::{json, Map, Value};
+use ironclaw_agent::provider::directive;
+use serde_json::{json, Value};
 
 use crate::usage::Usage;
 
@@ -193,27 +194,6 @@ fn offered_tools(v: &Value) -> Result<Vec<&str>, MockError> {
             .collect(),
         Some(_) => Err(shape("\"tools\" must be an array")),
     }
-}
-
-/// Parses `tool:<name> <args>` out of `text` (the agent's `directive`, verbatim).
-fn directive(text: &str) -> Option<(String, Value)> {
-    let at = text.find("tool:")?;
-    let rest = &text[at + "tool:".len()..];
-    let name: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic() || *c == '_')
-        .collect();
-    if name.is_empty() {
-        return None;
-    }
-    let args = match (rest.find('{'), rest.rfind('}')) {
-        (Some(open), Some(close)) if close > open => {
-            let raw = &rest[open..=close];
-            serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
-        }
-        _ => Value::Object(Map::new()),
-    };
-    Some((name, args))
 }
 
 /// The reply content blocks for a parsed request.
