@@ -5,6 +5,11 @@
 //! `cargo test --workspace` builds them (each binary's package has integration tests,
 //! which makes cargo build the binary itself).
 
+pub mod chat;
+pub mod live;
+pub mod platform;
+pub mod webhook;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -153,6 +158,16 @@ impl Daemon {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+    }
+
+    /// Kills with SIGKILL mid-whatever (no cleanup at all), then starts again on the
+    /// same port, state dir and flags: a crash and a supervisor's restart.
+    pub fn crash_and_restart(mut self, dev: bool) -> Daemon {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (state_dir, port, extra) = (self.state_dir.clone(), self.port, self.extra.clone());
+        drop(self);
+        Self::spawn(&state_dir, dev, port, extra)
     }
 
     /// Stops and starts again on the same port and state dir.

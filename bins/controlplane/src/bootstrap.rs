@@ -230,6 +230,12 @@ impl Daemon {
         Ok(())
     }
 
+    /// The inbound path outside the API (Telegram long polling): the adapters, the
+    /// router and the session manager, once [`Daemon::start_sessions`] has run.
+    pub fn inbound_path(&self) -> Option<(&Channels, Arc<Router>, Arc<SessionManager>)> {
+        Some((&self.channels, self.router.clone()?, self.sessions.clone()?))
+    }
+
     /// `None` when ready; otherwise why not (shown by `/readyz`).
     pub fn not_ready(&self) -> Option<String> {
         self.sessions_unavailable

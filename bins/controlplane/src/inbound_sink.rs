@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use ironclaw_contract::ids::SessionId;
-use ironclaw_contract::queue::InboundWriter;
+use ironclaw_contract::queue::{InboundWriter, QueueError};
 use ironclaw_contract::rows::NewMessageIn;
-use ironclaw_router::{InboundSink, SinkError};
+use ironclaw_router::{Appended, InboundSink, SinkError};
 use ironclaw_session::SessionManager;
 
 pub struct SessionSink(pub Arc<SessionManager>);
 
 impl InboundSink for SessionSink {
-    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<(), SinkError> {
+    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<Appended, SinkError> {
         let cipher = self
             .0
             .cipher(session)
@@ -28,8 +28,11 @@ impl InboundSink for SessionSink {
         let mut w = queues
             .inbound_writer(session, &cipher)
             .map_err(|e| SinkError::new("open inbound queue", e))?;
-        w.write_message(msg)
-            .map(|_| ())
-            .map_err(|e| SinkError::new("write inbound", e))
+        match w.write_message(msg) {
+            Ok(_) => Ok(Appended::New),
+            // The row id derives from the platform's message id: a redelivery.
+            Err(QueueError::DuplicateId { .. }) => Ok(Appended::AlreadyQueued),
+            Err(e) => Err(SinkError::new("write inbound", e)),
+        }
     }
 }

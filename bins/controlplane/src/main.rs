@@ -5,6 +5,7 @@ mod bootstrap;
 mod dispatch;
 mod inbound_sink;
 mod sessions;
+mod telegram_poll;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,6 +131,12 @@ async fn run(args: Args) -> Result<(), String> {
         request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
     };
     daemon.start_sessions().await?;
+    let telegram = match daemon.inbound_path() {
+        Some((channels, router, sessions)) => {
+            telegram_poll::start(channels, router, sessions).map_err(|e| e.to_string())?
+        }
+        None => None,
+    };
     let state = daemon.api_state(limits);
     let app = ironclaw_api::router(state.clone());
     let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
@@ -149,6 +156,9 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    if let Some(t) = telegram {
+        t.stop().await;
+    }
     daemon.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())

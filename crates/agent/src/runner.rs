@@ -473,6 +473,21 @@ where
         if todo.is_empty() {
             return Step::Idle;
         }
+        // An earlier attempt claimed a batch and did not finish it (a crash, a provider
+        // failure): engage exactly that batch again. Its first id keys every row the
+        // attempt may have written, so the same batch rewrites the same ids (refused as
+        // already present) — while a batch grown by newer messages would keep the old
+        // key, find its reply already written for the smaller batch, and complete the
+        // newer messages unanswered.
+        let pending: Vec<MessageId> = todo.iter().map(|m| m.id().clone()).collect();
+        match self.outbound.claimed_among(&pending) {
+            Ok(claimed) if !claimed.is_empty() => {
+                let claimed: HashSet<MessageId> = claimed.into_iter().collect();
+                todo.retain(|m| claimed.contains(m.id()));
+            }
+            Ok(_) => {}
+            Err(e) => return self.queue_failure(&e),
+        }
         let triggered = todo
             .iter()
             .any(|m| m.message.trigger || m.message.process_after.is_some());

@@ -19,8 +19,8 @@ use ironclaw_contract::enums::{MessageKind, Provenance, Status};
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
-use ironclaw_contract::queue::{InboundWriter, OutboundReader};
-use ironclaw_contract::rows::{MessageOut, NewMessageIn, Route};
+use ironclaw_contract::queue::{InboundWriter, OutboundReader, OutboundWriter};
+use ironclaw_contract::rows::{MessageOut, NewMessageIn, NewMessageOut, Route};
 use ironclaw_contract::sandbox_queue::{EncryptedInboundReader, EncryptedOutboundWriter};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::{EncryptedInboundWriter, QueueFactory};
@@ -143,6 +143,57 @@ fn a_message_is_engaged_once_and_not_again_after_a_restart() {
     let mut restarted = s.poll_loop(MockProvider, NoDoorbell, fast());
     assert_eq!(restarted.step(), Step::Idle);
     assert_eq!(s.outbound().len(), 1);
+}
+
+#[test]
+fn a_batch_cut_short_by_a_crash_is_engaged_again_alone_and_nothing_is_left_unanswered() {
+    let s = Session::new();
+    let mut host = s.host_in();
+    host.write_message(&message("m1", "one", true)).unwrap();
+    host.write_message(&message("m2", "two", true)).unwrap();
+    // The attempt that died: it claimed [m1, m2] and wrote their reply, keyed by m1,
+    // but never marked them completed.
+    let mut crashed =
+        EncryptedOutboundWriter::open(&s.layout.outbound_db(&s.sid), &s.cipher).unwrap();
+    let (m1, m2) = (MessageId::new("m1").unwrap(), MessageId::new("m2").unwrap());
+    crashed.mark_processing(&[m1.clone(), m2.clone()]).unwrap();
+    crashed
+        .write_message(&NewMessageOut {
+            id: ironclaw_agent::engage::reply_id(&m1),
+            in_reply_to: Some(m2.clone()),
+            timestamp: Timestamp::now(),
+            deliver_after: None,
+            kind: MessageKind::Chat,
+            route: Route::default(),
+            content: "mock: one\n\ntwo".into(),
+        })
+        .unwrap();
+    drop(crashed);
+    // A message arrives while the agent is down.
+    host.write_message(&message("m3", "three", true)).unwrap();
+
+    let mut restarted = s.poll_loop(MockProvider, NoDoorbell, fast());
+    // First exactly the claimed batch: its reply is already there and is not written
+    // again ...
+    match restarted.step() {
+        Step::Engaged { report, .. } => {
+            assert_eq!(report.written, 0, "{report:?}");
+            assert_eq!(report.already_sent, 1, "{report:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut done = s.completed();
+    done.sort();
+    assert_eq!(done, ["m1", "m2"]);
+    // ... then the newer message on its own, answered.
+    assert!(matches!(restarted.step(), Step::Engaged { .. }));
+    let replies: Vec<String> = s
+        .outbound()
+        .into_iter()
+        .map(|m| m.message.content)
+        .collect();
+    assert_eq!(replies, ["mock: one\n\ntwo", "mock: three"]);
+    assert_eq!(restarted.step(), Step::Idle);
 }
 
 #[test]

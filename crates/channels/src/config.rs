@@ -34,6 +34,7 @@
 //! | `TELEGRAM_BOT_TOKEN` | `sendMessage` (outbound) and `getUpdates` long polling |
 //! | `TELEGRAM_WEBHOOK_SECRET` | the `secret_token` given to `setWebhook` (inbound webhook) |
 //! | `TELEGRAM_BOT_USERNAME` | optional: the bot's username, for `@mentions` |
+//! | `TELEGRAM_MODE` | optional: `webhook` (default) or `poll` (the daemon calls `getUpdates`) |
 //! | `IRONCLAW_TELEGRAM_API_BASE` | optional: Bot API base URL (tests) |
 
 use std::collections::BTreeMap;
@@ -59,7 +60,7 @@ pub const DEFAULT_SLACK_API_BASE: &str = "https://slack.com/api";
 pub const DEFAULT_TELEGRAM_API_BASE: &str = "https://api.telegram.org";
 
 const WEBHOOK_ENV_PREFIX: &str = "IRONCLAW_WEBHOOK_";
-const FIXED_ENV: [&str; 8] = [
+const FIXED_ENV: [&str; 9] = [
     "SLACK_SIGNING_SECRET",
     "SLACK_BOT_TOKEN",
     "SLACK_BOT_USER_ID",
@@ -67,6 +68,7 @@ const FIXED_ENV: [&str; 8] = [
     "TELEGRAM_BOT_TOKEN",
     "TELEGRAM_WEBHOOK_SECRET",
     "TELEGRAM_BOT_USERNAME",
+    "TELEGRAM_MODE",
     "IRONCLAW_TELEGRAM_API_BASE",
 ];
 
@@ -119,6 +121,34 @@ pub struct TelegramConfig {
     /// Without the leading `@`.
     pub bot_username: Option<String>,
     pub api_base: Option<String>,
+    /// How updates reach us. Explicit rather than inferred from which credentials are
+    /// set: a bot token alone is also the outbound-only setup, and polling a bot whose
+    /// webhook another system uses would fight it for its updates.
+    #[serde(default)]
+    pub mode: TelegramMode,
+}
+
+/// How Telegram updates reach the daemon (`telegram.mode`, `TELEGRAM_MODE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TelegramMode {
+    /// Telegram POSTs to `/hooks/telegram`; on when `webhook_secret` is set.
+    #[default]
+    Webhook,
+    /// The daemon calls `getUpdates` (long polling) with the bot token; no inbound
+    /// reachability needed. Excludes `webhook_secret`: Telegram refuses `getUpdates`
+    /// while a webhook is set.
+    Poll,
+}
+
+impl TelegramMode {
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "webhook" => Some(Self::Webhook),
+            "poll" => Some(Self::Poll),
+            _ => None,
+        }
+    }
 }
 
 /// Bounds of the in-memory web chat store.
@@ -241,6 +271,13 @@ impl ChannelsConfig {
                 "TELEGRAM_BOT_TOKEN" => cfg.telegram.bot_token = Some(Secret::new(value)),
                 "TELEGRAM_WEBHOOK_SECRET" => cfg.telegram.webhook_secret = Some(Secret::new(value)),
                 "TELEGRAM_BOT_USERNAME" => cfg.telegram.bot_username = Some(value),
+                "TELEGRAM_MODE" => {
+                    cfg.telegram.mode =
+                        TelegramMode::parse(&value).ok_or_else(|| ConfigError::Env {
+                            var: name.clone(),
+                            reason: "expected webhook or poll".into(),
+                        })?;
+                }
                 "IRONCLAW_TELEGRAM_API_BASE" => cfg.telegram.api_base = Some(value),
                 _ => {
                     let rest = &name[WEBHOOK_ENV_PREFIX.len()..];
@@ -408,11 +445,11 @@ impl ChannelsConfig {
                 "no bot token (SLACK_BOT_TOKEN or slack.bot_token)",
             ),
         });
-        let tg_inbound = if self.telegram.webhook_secret.is_some() {
+        let tg_inbound = if self.telegram.webhook_secret.is_some() || self.telegram.polls() {
             Availability::On
         } else if self.telegram.bot_token.is_some() {
             Availability::Off(
-                "webhook off: no secret token (TELEGRAM_WEBHOOK_SECRET or telegram.webhook_secret); long polling is available with the bot token".into(),
+                "webhook off: no secret token (TELEGRAM_WEBHOOK_SECRET or telegram.webhook_secret); or long polling with the bot token: TELEGRAM_MODE=poll or telegram.mode = \"poll\"".into(),
             )
         } else {
             Availability::Off(
@@ -487,7 +524,28 @@ impl SlackConfig {
 }
 
 impl TelegramConfig {
+    /// Whether the daemon long-polls `getUpdates` (validated: the bot token is set).
+    pub fn polls(&self) -> bool {
+        self.mode == TelegramMode::Poll
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.polls() {
+            if self.bot_token.is_none() {
+                return Err(invalid(
+                    "telegram.mode",
+                    "poll needs the bot token (TELEGRAM_BOT_TOKEN or telegram.bot_token)",
+                ));
+            }
+            if self.webhook_secret.is_some() {
+                // Fail closed instead of picking one: Telegram refuses getUpdates while
+                // a webhook is set, so both configured means one of them silently fails.
+                return Err(invalid(
+                    "telegram.mode",
+                    "poll excludes a webhook secret (Telegram refuses getUpdates while a webhook is set); remove telegram.webhook_secret / TELEGRAM_WEBHOOK_SECRET or use mode webhook",
+                ));
+            }
+        }
         if let Some(t) = &self.bot_token {
             // The token becomes a URL path segment (`/bot<token>/sendMessage`): only
             // the documented `<digits>:<[A-Za-z0-9_-]>` shape can be put there safely.
@@ -686,6 +744,57 @@ mod tests {
             channel_env_vars(vars),
             ["IRONCLAW_WEBHOOK_CI_URL", "SLACK_BOT_TOKEN"]
         );
+    }
+
+    #[test]
+    fn telegram_mode_poll_needs_the_token_and_excludes_the_webhook() {
+        const TOKEN: &str = "4242:TGTOKEN_0123456789";
+        let env = |pairs: &[(&str, &str)]| {
+            ChannelsConfig::from_env_vars(pairs.iter().map(|(k, v)| (*k, *v)))
+        };
+        let polling = env(&[("TELEGRAM_BOT_TOKEN", TOKEN), ("TELEGRAM_MODE", "poll")]).unwrap();
+        assert!(polling.telegram.polls());
+        let tg = polling
+            .status()
+            .into_iter()
+            .find(|s| s.channel_type == crate::channel::TELEGRAM)
+            .unwrap();
+        assert!(tg.inbound.is_on(), "{tg}");
+        let webhook = env(&[("TELEGRAM_BOT_TOKEN", TOKEN), ("TELEGRAM_MODE", "webhook")]).unwrap();
+        assert!(!webhook.telegram.polls());
+        assert!(!env(&[("TELEGRAM_BOT_TOKEN", TOKEN)])
+            .unwrap()
+            .telegram
+            .polls());
+        for (pairs, setting) in [
+            (vec![("TELEGRAM_MODE", "poll")], "telegram.mode"),
+            (
+                vec![
+                    ("TELEGRAM_BOT_TOKEN", TOKEN),
+                    ("TELEGRAM_WEBHOOK_SECRET", "tg-WEBHOOK-secret_0123456789"),
+                    ("TELEGRAM_MODE", "poll"),
+                ],
+                "telegram.mode",
+            ),
+        ] {
+            match env(&pairs) {
+                Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting),
+                other => panic!("{pairs:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            env(&[("TELEGRAM_BOT_TOKEN", TOKEN), ("TELEGRAM_MODE", "Polling")]),
+            Err(ConfigError::Env { .. })
+        ));
+        let file = ChannelsConfig::from_json(
+            format!(r#"{{"telegram": {{"bot_token": "{TOKEN}", "mode": "poll"}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert!(file.telegram.polls());
+        assert!(ChannelsConfig::from_json(
+            format!(r#"{{"telegram": {{"bot_token": "{TOKEN}", "mode": "push"}}}}"#).as_bytes()
+        )
+        .is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
@@ -16,9 +16,9 @@ use crate::channel::{
     Channel, InboundError, InboundOutcome, OutboundMessage, SendError, SendReceipt, SLACK,
     TELEGRAM, WEB, WEBHOOK,
 };
-use crate::config::{AdapterStatus, ChannelsConfig, ConfigError};
+use crate::config::{AdapterStatus, ChannelsConfig, ConfigError, TelegramConfig};
 use crate::slack::SlackChannel;
-use crate::telegram::TelegramChannel;
+use crate::telegram::{TelegramChannel, TelegramPoller};
 use crate::webchat::WebChat;
 use crate::webhook::WebhookChannel;
 
@@ -29,6 +29,8 @@ pub struct Channels {
     adapters: BTreeMap<(&'static str, String), Arc<dyn Channel>>,
     web: Arc<WebChat>,
     status: Vec<AdapterStatus>,
+    /// Telegram's settings when `telegram.mode` is `poll` (validated: a token is set).
+    telegram_poll: Option<TelegramConfig>,
 }
 
 impl std::fmt::Debug for Channels {
@@ -71,7 +73,19 @@ impl Channels {
             adapters,
             web,
             status: cfg.status(),
+            telegram_poll: cfg.telegram.polls().then(|| cfg.telegram.clone()),
         })
+    }
+
+    /// A long poller for Telegram when the configuration asks for polling, `None`
+    /// otherwise. `timeout`: how long each `getUpdates` waits for updates.
+    pub fn telegram_poller(
+        &self,
+        timeout: Duration,
+    ) -> Option<Result<TelegramPoller, ConfigError>> {
+        self.telegram_poll
+            .as_ref()
+            .map(|cfg| TelegramPoller::new(cfg, timeout))
     }
 
     /// The adapter for `channel_type` and `instance` (`None` = the channel type).

@@ -17,9 +17,17 @@
 //!
 //! # Inbound, long polling ([`TelegramPoller`])
 //! `getUpdates` with `offset` = last `update_id` + 1, which is also how Telegram learns
-//! that earlier updates were received. Events are `Verified`: they come over TLS from
-//! the Bot API, authenticated by our token. Telegram refuses `getUpdates` while a
-//! webhook is set; use one or the other.
+//! that earlier updates were received: an update stays on Telegram's side (up to 24
+//! hours), and is returned again to any `getUpdates` without a higher offset, until a
+//! call *with* a higher offset confirms it. So the offset lives with Telegram, not in
+//! our state: [`TelegramPoller::acknowledge`] only moves the offset the next call
+//! sends, and a daemon that stops before that call (or [`TelegramPoller::confirm`])
+//! gets the batch again after a restart — at least once, never lost. The offset is
+//! deliberately not persisted: after a week without updates Telegram may restart its
+//! ids at a random, possibly lower, value, and a stored offset above them would confirm
+//! (drop) new updates unseen. Events are `Verified`: they come over TLS from the Bot
+//! API, authenticated by our token. Telegram refuses `getUpdates` while a webhook is
+//! set; use one or the other ([`crate::config::TelegramMode`]).
 //!
 //! # Update → event
 //! Only `message` updates with `text` (or a `caption`): platform id = chat id, thread
@@ -65,6 +73,18 @@ pub const MAX_TEXT_UNITS: usize = 4096;
 /// Telegram allows about one message per second per chat (and 20 per minute in
 /// groups; a 429 beyond that is retried with its `retry_after`).
 pub const RATE: Rate = Rate::new(1.0, 3.0);
+
+/// Updates asked for per `getUpdates` call (Telegram's default and maximum is 100).
+/// Bounded so that a batch always fits in [`MAX_UPDATES_BODY`]: one update is at most
+/// a few hundred KiB even with a 4096-unit text, its caption and a quoted reply all
+/// `\u`-escaped.
+pub const UPDATES_PER_CALL: u32 = 20;
+
+/// Most of a `getUpdates` answer that is read. The adapters' default (64 KiB, sized for
+/// a status object) cut a batch of a few long non-ASCII messages short; the truncated
+/// JSON was unreadable, the batch was never acknowledged, and every retry got the same
+/// batch again: polling was wedged for good.
+pub const MAX_UPDATES_BODY: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 struct Update {
@@ -434,7 +454,9 @@ pub struct PollBatch {
 /// Offsets are explicit so nothing is lost: [`TelegramPoller::poll_once`] never moves
 /// the offset; the caller calls [`TelegramPoller::acknowledge`] once the batch's events
 /// are queued. Until then the next `poll_once` returns the same updates again (and
-/// after a restart, Telegram redelivers whatever was never acknowledged).
+/// after a restart, Telegram redelivers whatever was never confirmed to it: the next
+/// `poll_once` after `acknowledge` confirms, or [`TelegramPoller::confirm`] when
+/// stopping).
 pub struct TelegramPoller {
     http: HttpClient,
     /// Contains the bot token: zeroized, never printed (manual `Debug`).
@@ -463,7 +485,8 @@ impl TelegramPoller {
         let timeout = timeout.min(Duration::from_secs(50));
         Ok(Self {
             // The HTTP timeout must outlast the long poll itself.
-            http: HttpClient::new(timeout + Duration::from_secs(10), &[token.expose()]),
+            http: HttpClient::new(timeout + Duration::from_secs(10), &[token.expose()])
+                .with_max_body(MAX_UPDATES_BODY),
             url: Zeroizing::new(format!(
                 "{}/bot{}/getUpdates",
                 cfg.api_base(),
@@ -486,38 +509,24 @@ impl TelegramPoller {
         }
     }
 
+    /// Tells Telegram that everything acknowledged so far was received, without
+    /// waiting for updates (for a clean stop: otherwise only the next
+    /// [`Self::poll_once`] would, and a restart would get the last batch again). What
+    /// this call returns is not routed and so stays unconfirmed. Nothing to do before
+    /// the first acknowledgement.
+    pub fn confirm(&self) -> Result<(), PollError> {
+        if self.offset.is_none() {
+            return Ok(());
+        }
+        self.call(0, 1).map(|_| ())
+    }
+
     /// One `getUpdates` call (blocks up to the poll timeout).
     pub fn poll_once(&self) -> Result<PollBatch, PollError> {
-        let mut body = serde_json::json!({
-            "timeout": self.timeout.as_secs(),
-            "allowed_updates": ["message"],
-        });
-        if let Some(o) = self.offset {
-            body["offset"] = serde_json::Value::from(o);
-        }
-        let bytes = serde_json::to_vec(&body).map_err(|e| PollError::Malformed(e.to_string()))?;
-        let r = self
-            .http
-            .post_json(&self.url, &[], &bytes)
-            .map_err(PollError::Transport)?;
-        let answer: Answer<Vec<serde_json::Value>> = serde_json::from_slice(&r.body)
-            .map_err(|e| PollError::Malformed(self.http.redact(&e.to_string())))?;
-        if !answer.ok || !r.is_success() {
-            return Err(PollError::Refused {
-                code: answer.error_code.unwrap_or(i64::from(r.status)),
-                description: self
-                    .http
-                    .redact(answer.description.as_deref().unwrap_or("(no description)")),
-                retry_after: answer
-                    .parameters
-                    .and_then(|p| p.retry_after)
-                    .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
-                    .or(r.retry_after),
-            });
-        }
+        let raw = self.call(self.timeout.as_secs(), UPDATES_PER_CALL)?;
         let mut batch = PollBatch::default();
         let mut max_id: Option<i64> = None;
-        for raw in answer.result.unwrap_or_default() {
+        for raw in raw {
             let id = raw.get("update_id").and_then(serde_json::Value::as_i64);
             let Some(id) = id else {
                 return Err(PollError::Malformed("an update without update_id".into()));
@@ -535,5 +544,49 @@ impl TelegramPoller {
         }
         batch.next_offset = max_id.and_then(|m| m.checked_add(1));
         Ok(batch)
+    }
+
+    /// `getUpdates` from the current offset: the raw updates.
+    fn call(&self, timeout_secs: u64, limit: u32) -> Result<Vec<serde_json::Value>, PollError> {
+        let mut body = serde_json::json!({
+            "timeout": timeout_secs,
+            "limit": limit,
+            "allowed_updates": ["message"],
+        });
+        if let Some(o) = self.offset {
+            body["offset"] = serde_json::Value::from(o);
+        }
+        let bytes = serde_json::to_vec(&body).map_err(|e| PollError::Malformed(e.to_string()))?;
+        let r = self
+            .http
+            .post_json(&self.url, &[], &bytes)
+            .map_err(PollError::Transport)?;
+        let answer: Answer<Vec<serde_json::Value>> = match serde_json::from_slice(&r.body) {
+            Ok(a) => a,
+            // A gateway's HTML error page, not Telegram's JSON: retryable like a
+            // transport failure when the status says so.
+            Err(_) if r.status_is_transient() => {
+                return Err(PollError::Transport(format!(
+                    "HTTP {}: {}",
+                    r.status,
+                    self.http.redact(&r.body_excerpt())
+                )))
+            }
+            Err(e) => return Err(PollError::Malformed(self.http.redact(&e.to_string()))),
+        };
+        if !answer.ok || !r.is_success() {
+            return Err(PollError::Refused {
+                code: answer.error_code.unwrap_or(i64::from(r.status)),
+                description: self
+                    .http
+                    .redact(answer.description.as_deref().unwrap_or("(no description)")),
+                retry_after: answer
+                    .parameters
+                    .and_then(|p| p.retry_after)
+                    .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+                    .or(r.retry_after),
+            });
+        }
+        Ok(answer.result.unwrap_or_default())
     }
 }

@@ -31,7 +31,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) struct HttpReply {
     pub status: u16,
     pub retry_after: Option<Duration>,
-    /// At most [`MAX_RESPONSE_BODY`] bytes of the body.
+    /// At most the client's limit ([`MAX_RESPONSE_BODY`] by default) of the body.
     pub body: Vec<u8>,
 }
 
@@ -59,6 +59,8 @@ impl HttpReply {
 
 pub(crate) struct HttpClient {
     agent: ureq::Agent,
+    /// Most of an answer that is read.
+    max_body: u64,
     /// Holds the adapter's credentials in clear: never printed (manual `Debug`).
     redactor: Redactor,
 }
@@ -86,7 +88,18 @@ impl HttpClient {
             .timeout_global(Some(timeout))
             .build()
             .into();
-        Self { agent, redactor }
+        Self {
+            agent,
+            redactor,
+            max_body: MAX_RESPONSE_BODY,
+        }
+    }
+
+    /// Reads answers up to `max_body` bytes instead of [`MAX_RESPONSE_BODY`]: for the
+    /// calls whose answer is data rather than a small status object (`getUpdates`).
+    pub fn with_max_body(mut self, max_body: u64) -> Self {
+        self.max_body = max_body;
+        self
     }
 
     /// `text` with the adapter's credentials replaced.
@@ -129,7 +142,7 @@ impl HttpClient {
         let _ = resp
             .body_mut()
             .as_reader()
-            .take(MAX_RESPONSE_BODY)
+            .take(self.max_body)
             .read_to_end(&mut body);
         Ok(HttpReply {
             status,

@@ -605,6 +605,7 @@ fn telegram() -> TelegramChannel {
             webhook_secret: Some(Secret::new(TG_SECRET)),
             bot_username: Some("@IronClawBot".into()),
             api_base: None,
+            mode: Default::default(),
         },
         &fast_settings(),
     )

@@ -44,6 +44,7 @@ fn telegram(base: &str) -> TelegramChannel {
             webhook_secret: None,
             bot_username: None,
             api_base: Some(base.into()),
+            mode: Default::default(),
         },
         &fast_settings(),
     )
@@ -262,6 +263,68 @@ fn telegram_long_polling_with_explicit_offsets() {
     assert!(reqs[0].json().get("offset").is_none());
     assert_eq!(reqs[1].json()["offset"], json!(103));
     assert_eq!(reqs[0].json()["allowed_updates"], json!(["message"]));
+}
+
+/// A batch bigger than the adapters' 64 KiB answer cap (a few long non-ASCII messages,
+/// which Telegram sends `\u`-escaped) is read whole: cut short, it was unreadable, never
+/// acknowledged, and fetched again forever.
+#[test]
+fn telegram_poll_reads_a_batch_larger_than_a_status_answer() {
+    let text: String = "ж".repeat(4000);
+    let updates: Vec<serde_json::Value> = (0..20)
+        .map(|i| json!({"update_id": 1000 + i, "message": {"message_id": i, "from": {"id": 7, "is_bot": false}, "chat": {"id": 7, "type": "private"}, "date": 1, "text": text}}))
+        .collect();
+    let answer = json!({"ok": true, "result": updates});
+    // Escaped as Telegram does: every non-ASCII character as \uXXXX.
+    let mut escaped = String::new();
+    for c in answer.to_string().chars() {
+        if c.is_ascii() {
+            escaped.push(c);
+        } else {
+            escaped.push_str(&format!("\\u{:04x}", c as u32));
+        }
+    }
+    assert!(escaped.len() > 400 * 1024, "{}", escaped.len());
+    let server = FakeServer::start(
+        vec![Canned {
+            status: 200,
+            headers: vec![],
+            body: escaped,
+        }],
+        Canned::json(200, json!({"ok": true, "result": []})),
+    );
+    let cfg = TelegramConfig {
+        bot_token: Some(Secret::new(TG_TOKEN)),
+        api_base: Some(server.base.clone()),
+        ..TelegramConfig::default()
+    };
+    let mut p = TelegramPoller::new(&cfg, Duration::from_secs(1)).unwrap();
+    let b = p.poll_once().unwrap();
+    assert_eq!(b.events.len(), 20);
+    assert_eq!(b.events[19].text, text);
+    assert_eq!(b.next_offset, Some(1020));
+    p.acknowledge(&b);
+    // A clean stop confirms the acknowledged offset without waiting for updates.
+    p.confirm().unwrap();
+    let reqs = server.requests();
+    let asked = reqs[0].json();
+    assert!(asked["limit"].as_u64().unwrap() <= 100, "{asked}");
+    let confirm = reqs[1].json();
+    assert_eq!(confirm["offset"], json!(1020));
+    assert_eq!(confirm["timeout"], json!(0));
+}
+
+#[test]
+fn telegram_confirm_before_any_batch_calls_nothing() {
+    let server = FakeServer::start(vec![], Canned::json(200, json!({"ok": true, "result": []})));
+    let cfg = TelegramConfig {
+        bot_token: Some(Secret::new(TG_TOKEN)),
+        api_base: Some(server.base.clone()),
+        ..TelegramConfig::default()
+    };
+    let p = TelegramPoller::new(&cfg, Duration::from_secs(1)).unwrap();
+    p.confirm().unwrap();
+    assert!(server.requests().is_empty());
 }
 
 #[test]
@@ -519,6 +582,7 @@ fn debug_output_of_adapters_never_shows_credentials() {
         webhook_secret: Some(Secret::new("tg-webhook-SECRET-0123456")),
         bot_username: None,
         api_base: None,
+        mode: Default::default(),
     };
     let t = TelegramChannel::new(&tg_cfg, &fast_settings()).unwrap();
     let p = TelegramPoller::new(&tg_cfg, Duration::from_secs(1)).unwrap();

@@ -128,6 +128,9 @@ pub trait OutboundWriter: Send {
     fn load_state(&mut self) -> Result<BTreeMap<String, String>, QueueError>;
     /// Inbound ids this session has already completed, among `ids`.
     fn completed_among(&mut self, ids: &[MessageId]) -> Result<Vec<MessageId>, QueueError>;
+    /// Inbound ids an engage claimed (`processing`) and never completed, among `ids`:
+    /// the batch of an attempt that crashed or failed part-way.
+    fn claimed_among(&mut self, ids: &[MessageId]) -> Result<Vec<MessageId>, QueueError>;
 }
 
 /// Host side of `outbound.db`: read-only.

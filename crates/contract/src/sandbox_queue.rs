@@ -296,6 +296,28 @@ impl EncryptedOutboundWriter {
         })
     }
 
+    /// The ids among `ids` whose ack is `status` now.
+    fn acked_among(
+        &mut self,
+        ids: &[MessageId],
+        status: Status,
+    ) -> Result<Vec<MessageId>, QueueError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status = ?2")
+            .map_err(sqlite_failure(&self.path, "read acks"))?;
+        let mut found = Vec::new();
+        for id in ids {
+            if stmt
+                .exists(params![id.as_str(), status.as_str()])
+                .map_err(sqlite_failure(&self.path, "read acks"))?
+            {
+                found.push(id.clone());
+            }
+        }
+        Ok(found)
+    }
+
     fn upsert_acks(&mut self, ids: &[MessageId], status: Status) -> Result<(), QueueError> {
         if ids.is_empty() {
             return Ok(());
@@ -420,21 +442,10 @@ impl OutboundWriter for EncryptedOutboundWriter {
     }
 
     fn completed_among(&mut self, ids: &[MessageId]) -> Result<Vec<MessageId>, QueueError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status = 'completed'",
-            )
-            .map_err(sqlite_failure(&self.path, "read acks"))?;
-        let mut done = Vec::new();
-        for id in ids {
-            if stmt
-                .exists([id.as_str()])
-                .map_err(sqlite_failure(&self.path, "read acks"))?
-            {
-                done.push(id.clone());
-            }
-        }
-        Ok(done)
+        self.acked_among(ids, Status::Completed)
+    }
+
+    fn claimed_among(&mut self, ids: &[MessageId]) -> Result<Vec<MessageId>, QueueError> {
+        self.acked_among(ids, Status::Processing)
     }
 }

@@ -684,6 +684,11 @@ fn stop_escalates_to_sigkill_and_deletes() {
     assert!(st.pid > 0);
     assert!(iso.is_alive(&id).unwrap());
     assert!(iso.list().unwrap().iter().any(|c| c.id == id.as_str()));
+    // The launch path skips `runsc state` only when the state root rules the id out.
+    assert!(
+        iso.may_exist(&id),
+        "a live container must be visible in the root"
+    );
     // The limits are installed in the explicit cgroup, and go with the container.
     let limits = cgroup_limits(&id).expect("the container's cgroup exists");
     assert_eq!(limits, (512 << 20, 256, 100_000), "memory, pids, cpu quota");
@@ -710,8 +715,19 @@ fn stop_escalates_to_sigkill_and_deletes() {
     assert!(!iso.bundle_dir(&id).exists());
     assert!(!iso.list().unwrap().iter().any(|c| c.id == id.as_str()));
     assert_eq!(cgroup_limits(&id), None, "the cgroup is removed");
+    assert!(
+        !iso.may_exist(&id),
+        "a deleted container leaves no state behind"
+    );
     // Idempotent.
     assert_eq!(iso.stop(&id).unwrap(), StopOutcome::AlreadyGone);
+    // An entry of a shape this isolator was not measured with means "maybe": the
+    // launch path then asks runsc instead of trusting the directory.
+    let stray = iso.state_root().join("unexpected-layout");
+    fs::write(&stray, b"").unwrap();
+    assert!(iso.may_exist(&id));
+    fs::remove_file(&stray).unwrap();
+    assert!(!iso.may_exist(&id));
     eprintln!("measured: launch (create+start) {launched:?}; SIGTERM ignored, stop with {grace:?} grace {took:?}");
 
     // An agent that honours SIGTERM (default action) is not killed.

@@ -67,8 +67,12 @@ impl QueueFactory {
     /// Creates the session's directories and both queue files (idempotent: existing
     /// files and their rows are kept, after checking they open with `cipher`).
     pub fn provision(&self, id: &SessionId, cipher: &Cipher) -> Result<(), ProvisionError> {
+        // The shared parent is created private, but an existing one keeps the search
+        // bit a sandbox runtime gave it: a runsc gofer must traverse it to every other
+        // session, and resetting it here (a new chat routed while other sessions
+        // launch) cut those launches off.
+        make_shared_parent(&self.layout.sessions_dir())?;
         for dir in [
-            self.layout.sessions_dir(),
             self.layout.session_dir(id),
             self.layout.inbound_dir(id),
             self.layout.outbound_dir(id),
@@ -149,6 +153,30 @@ fn make_private_dir(dir: &Path) -> Result<(), ProvisionError> {
     // existing directory may be looser than ours.
     std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
         .map_err(io(dir, "set directory mode"))
+}
+
+/// Creates `dir` 0700 if missing; an existing one loses any read or write bits for
+/// group and others, and keeps its search bits.
+fn make_shared_parent(dir: &Path) -> Result<(), ProvisionError> {
+    match DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(dir, "create directory")(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io(dir, "stat directory"))?;
+    if !meta.is_dir() {
+        return Err(io(dir, "check directory")(std::io::Error::new(
+            ErrorKind::AlreadyExists,
+            "exists and is not a directory",
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    let tightened = mode & !0o066;
+    if tightened != mode {
+        std::fs::set_permissions(dir, Permissions::from_mode(tightened))
+            .map_err(io(dir, "set directory mode"))?;
+    }
+    Ok(())
 }
 
 /// Creates an empty 0600 file if none exists (SQLite would otherwise create it with its

@@ -47,6 +47,14 @@ impl MemoryQueue {
         // that matters more than losing the test that panicked; keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn acked_among(&self, ids: &[MessageId], status: Status) -> Vec<MessageId> {
+        let st = self.lock();
+        ids.iter()
+            .filter(|id| st.acks.get(*id).is_some_and(|a| a.status == status))
+            .cloned()
+            .collect()
+    }
 }
 
 fn upsert_acks(st: &mut State, ids: &[MessageId], status: Status) {
@@ -278,16 +286,11 @@ impl OutboundWriter for MemoryQueue {
     }
 
     fn completed_among(&mut self, ids: &[MessageId]) -> Result<Vec<MessageId>, QueueError> {
-        let st = self.lock();
-        Ok(ids
-            .iter()
-            .filter(|id| {
-                st.acks
-                    .get(*id)
-                    .is_some_and(|a| a.status == Status::Completed)
-            })
-            .cloned()
-            .collect())
+        Ok(self.acked_among(ids, Status::Completed))
+    }
+
+    fn claimed_among(&mut self, ids: &[MessageId]) -> Result<Vec<MessageId>, QueueError> {
+        Ok(self.acked_among(ids, Status::Processing))
     }
 }
 

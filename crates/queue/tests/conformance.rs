@@ -251,6 +251,8 @@ conformance! {
         assert_eq!(completed[0].message_id, mid("m1"));
         assert_eq!(s.host_out.processing_acks(Status::Processing, None).unwrap().rows.len(), 1);
         assert_eq!(s.sandbox_out.completed_among(&[mid("m1"), mid("m2"), mid("m3")]).unwrap(), vec![mid("m1")]);
+        // Claimed and never completed: only m2 (m1 finished, m3 was never claimed).
+        assert_eq!(s.sandbox_out.claimed_among(&[mid("m1"), mid("m2"), mid("m3")]).unwrap(), vec![mid("m2")]);
     };
 
     ack_cursor_resumes_after_the_last_seen => |mut s: Session| {

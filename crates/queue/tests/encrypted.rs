@@ -172,6 +172,22 @@ fn outbound_round_trip_and_files_are_private() {
 }
 
 #[test]
+fn provisioning_a_session_keeps_the_search_bit_of_the_shared_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, _first) = session(dir.path(), &key(7));
+    let sessions = f.layout().sessions_dir();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sessions), 0o700, "created private");
+    // A sandbox runtime opened it for its gofer's traversal; a new session provisioned
+    // meanwhile must not close it again, but loses anything looser than search.
+    std::fs::set_permissions(&sessions, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let second = SessionId::new("second").unwrap();
+    f.provision(&second, &key(8)).unwrap();
+    assert_eq!(mode(&sessions), 0o711);
+    assert_eq!(mode(&f.layout().session_dir(&second)), 0o700);
+}
+
+#[test]
 fn provisioning_is_idempotent_and_checks_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let (f, id) = session(dir.path(), &key(1));

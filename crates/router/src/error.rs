@@ -39,4 +39,7 @@ pub enum StopCause {
     /// The OS random source failed while minting a message id.
     #[error("OS random source: {0}")]
     Rng(String),
+    /// The row id derived from the platform's message id was refused.
+    #[error("message id: {0}")]
+    MessageId(String),
 }

@@ -41,4 +41,4 @@ pub use event::InboundEvent;
 pub use outcome::{Reason, RouteReport, RoutingOutcome};
 pub use router::{Router, RouterConfig};
 pub use sender::namespace_user_id;
-pub use sink::{InboundSink, SinkError};
+pub use sink::{Appended, InboundSink, SinkError};

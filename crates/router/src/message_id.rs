@@ -10,8 +10,28 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ironclaw_contract::ids::MessageId;
+use ironclaw_contract::ids::{MessageId, MessagingGroupId};
 use ironclaw_contract::time::Timestamp;
+use sha2::{Digest, Sha256};
+
+/// The row id of a platform message in a messaging group: the same on every delivery
+/// of it, so a session's queue refuses a redelivery as a duplicate id even after the
+/// router's memory of recent messages is gone (a restart, the window, eviction).
+/// `inp_` + the first 128 bits of SHA-256 over the group id, a NUL and the platform's
+/// id, in hex. Group ids contain no NUL, so two groups never share an input.
+pub(crate) fn for_platform(
+    mg: &MessagingGroupId,
+    platform_message_id: &str,
+) -> Result<MessageId, String> {
+    let mut h = Sha256::new();
+    h.update(mg.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(platform_message_id.as_bytes());
+    let hex = ironclaw_contract::hex::encode(&h.finalize()[..16]);
+    // Always valid (36 bytes of letters, digits and '_'); the error path is for a
+    // future change of the id alphabet, reported rather than panicking.
+    MessageId::new(format!("inp_{hex}")).map_err(|e| e.to_string())
+}
 
 pub(crate) struct MessageIds {
     last_nanos: AtomicU64,

@@ -45,6 +45,11 @@ ironclaw_contract::wire_enum!(
         SenderScope => "sender-scope",
         /// The message is larger than a queue row may be; refused, never truncated.
         ContentTooLarge => "content-too-large",
+        /// The platform delivered this message again and the session's queue already
+        /// holds it (its row id derives from the platform's message id): nothing
+        /// written, no wake. Durable, unlike the in-memory retry window: it holds
+        /// across daemon restarts for as long as the session's queue keeps the row.
+        AlreadyQueued => "already-queued",
     }
 );
 
@@ -106,6 +111,7 @@ impl fmt::Display for RoutingOutcome {
                 f.write_str("sender-scope: unknown sender for known-only wiring")
             }
             Reason::ContentTooLarge => write!(f, "content-too-large: {detail}"),
+            Reason::AlreadyQueued => write!(f, "already-queued: {detail}"),
         }
     }
 }

@@ -19,10 +19,10 @@ use crate::dedup::RecentMessages;
 use crate::engage::PatternCache;
 use crate::error::{RouteError, StopCause};
 use crate::event::{Checked, InboundEvent};
-use crate::message_id::MessageIds;
+use crate::message_id::{self, MessageIds};
 use crate::outcome::{Reason, RouteReport, RoutingOutcome};
 use crate::sender::{namespace_user_id, sender_principal};
-use crate::sink::InboundSink;
+use crate::sink::{Appended, InboundSink};
 
 /// Tunables of a [`Router`]. The defaults suit the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,8 +296,14 @@ impl Router {
             self.registry
                 .resolve_session(group, &cx.mg.id, cx.checked.thread, w.session_mode)?;
         let now = Timestamp::now();
+        let id = match cx.checked.platform_message_id {
+            Some(pmid) => {
+                message_id::for_platform(&cx.mg.id, pmid).map_err(StopCause::MessageId)?
+            }
+            None => self.ids.mint(now).map_err(StopCause::Rng)?,
+        };
         let msg = NewMessageIn {
-            id: self.ids.mint(now).map_err(StopCause::Rng)?,
+            id,
             kind: MessageKind::Chat,
             timestamp: now,
             process_after: None,
@@ -313,7 +319,15 @@ impl Router {
             source_session_id: None,
             provenance: event.provenance,
         };
-        self.sink.append(&session.id, &msg)?;
+        if self.sink.append(&session.id, &msg)? == Appended::AlreadyQueued {
+            let mut o = outcome(Reason::AlreadyQueued).with_detail(format!(
+                "platform message {:?} is already in the session's queue",
+                cx.checked.platform_message_id.unwrap_or_default()
+            ));
+            o.session_id = Some(session.id.clone());
+            o.message_id = Some(msg.id);
+            return Ok((o, None));
+        }
 
         let mut why = Vec::with_capacity(2);
         if sticky {

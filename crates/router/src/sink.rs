@@ -12,12 +12,24 @@ use ironclaw_contract::ids::SessionId;
 use ironclaw_contract::queue::QueueError;
 use ironclaw_contract::rows::NewMessageIn;
 
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The row is new in the session's queue.
+    New,
+    /// The queue already holds a row with this id (the queue refused the duplicate):
+    /// the platform delivered the same message again, after the router's in-memory
+    /// window or a daemon restart. Nothing was written.
+    AlreadyQueued,
+}
+
 /// Appends routed rows to sessions' inbound queues.
 pub trait InboundSink: Send + Sync {
     /// Appends `msg` to `session`'s inbound queue. The row has passed the contract's
-    /// size check already. An error stops routing of the event (see
-    /// [`crate::RouteError::Stopped`]).
-    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<(), SinkError>;
+    /// size check already. A row whose id the queue already holds is
+    /// [`Appended::AlreadyQueued`], not an error. An error stops routing of the event
+    /// (see [`crate::RouteError::Stopped`]).
+    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<Appended, SinkError>;
 }
 
 /// Why a sink could not append. Carries the implementation's own error (a queue

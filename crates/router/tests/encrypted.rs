@@ -13,11 +13,11 @@ use ironclaw_contract::enums::{
 use ironclaw_contract::ids::SessionId;
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
-use ironclaw_contract::queue::{InboundReader, InboundWriter};
+use ironclaw_contract::queue::{InboundReader, InboundWriter, QueueError};
 use ironclaw_contract::rows::NewMessageIn;
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::QueueFactory;
-use ironclaw_router::{InboundSink, Reason, Router, RouterConfig, SinkError};
+use ironclaw_router::{Appended, InboundSink, Reason, Router, RouterConfig, SinkError};
 use support::*;
 
 struct QueueSink {
@@ -26,7 +26,7 @@ struct QueueSink {
 }
 
 impl InboundSink for QueueSink {
-    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<(), SinkError> {
+    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<Appended, SinkError> {
         self.factory
             .provision(session, &self.cipher)
             .map_err(|e| SinkError::new("provision session queues", e))?;
@@ -34,8 +34,11 @@ impl InboundSink for QueueSink {
             .factory
             .inbound_writer(session, &self.cipher)
             .map_err(|e| SinkError::new("open inbound writer", e))?;
-        writer.write_message(msg)?;
-        Ok(())
+        match writer.write_message(msg) {
+            Ok(_) => Ok(Appended::New),
+            Err(QueueError::DuplicateId { .. }) => Ok(Appended::AlreadyQueued),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

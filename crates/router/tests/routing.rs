@@ -806,7 +806,7 @@ fn platform_retries_are_routed_once() {
 }
 
 #[test]
-fn dedup_can_be_turned_off() {
+fn with_the_retry_window_off_the_queue_still_refuses_a_redelivery() {
     let env = Env::with_config(RouterConfig {
         dedup_window: Duration::ZERO,
         ..RouterConfig::default()
@@ -815,9 +815,44 @@ fn dedup_can_be_turned_off() {
     env.wire(wiring("w1", &mg, "g1"));
     let mut ev = event("alice", "hi");
     ev.platform_message_id = Some("m1".into());
-    env.router.route_inbound(&ev).unwrap();
-    assert!(!env.router.route_inbound(&ev).unwrap().duplicate);
+    let first = env.router.route_inbound(&ev).unwrap();
+    assert_eq!(first.outcomes[0].reason, Reason::Engaged);
+    // Not caught by the (disabled) window, but by the row id the platform id fixes.
+    let again = env.router.route_inbound(&ev).unwrap();
+    assert!(!again.duplicate);
+    assert_eq!(again.outcomes[0].reason, Reason::AlreadyQueued);
+    assert!(!again.outcomes[0].engaged);
+    assert!(again.wake.is_empty(), "a redelivery wakes nothing");
+    assert_eq!(again.outcomes[0].message_id, first.outcomes[0].message_id);
+    assert_eq!(env.sink.rows().len(), 1);
+    // Another platform message of the same chat is new.
+    ev.platform_message_id = Some("m2".into());
+    assert_eq!(
+        env.router.route_inbound(&ev).unwrap().outcomes[0].reason,
+        Reason::Engaged
+    );
     assert_eq!(env.sink.rows().len(), 2);
+}
+
+#[test]
+fn a_redelivery_after_a_restart_is_refused_by_the_queue() {
+    let env = Env::new();
+    let mg = env.mg("C1", Strict);
+    env.wire(wiring("w1", &mg, "g1"));
+    let mut ev = event("alice", "hi");
+    ev.platform_message_id = Some("m1".into());
+    env.router.route_inbound(&ev).unwrap();
+    // A new router (a restarted daemon) has no memory of recent messages.
+    let restarted = env.new_router(RouterConfig::default());
+    let again = restarted.route_inbound(&ev).unwrap();
+    assert!(!again.duplicate, "the new router's window is empty");
+    assert_eq!(again.outcomes[0].reason, Reason::AlreadyQueued);
+    assert_eq!(env.sink.rows().len(), 1);
+    // Messages without a platform id have nothing to be recognised by.
+    ev.platform_message_id = None;
+    restarted.route_inbound(&ev).unwrap();
+    restarted.route_inbound(&ev).unwrap();
+    assert_eq!(env.sink.rows().len(), 3);
 }
 
 #[test]

@@ -10,8 +10,10 @@
 //! [`MIN_SIGNAL_INTERVAL`], so a hostile agent cannot flood the host with wake-ups.
 //! Losing a ring is harmless: both sides fall back to polling.
 //!
-//! Not for: carrying messages, acknowledging anything, or telling a live agent from
-//! a dead one (the heartbeat and the runtime do that).
+//! Not for: carrying messages, acknowledging anything, or deciding that an agent is
+//! dead or stuck (the sweep does that from the heartbeat and the runtime). A held
+//! connection is only the manager's cheap hint that the agent is up, because the
+//! sandbox closes it when the agent exits.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;

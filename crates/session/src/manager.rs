@@ -272,6 +272,14 @@ impl SessionManager {
         let slot = self.slot(session);
         let mut slot = slot.lock().await;
         if let Some(live) = &slot.live {
+            // The fast path of every routed message: an agent holding its doorbell
+            // connection is up (the sandbox closes the connection when the agent
+            // exits), so no `runsc state` process (~25-40 ms) is spawned per message.
+            // A hung agent that keeps the connection is the sweep's to find, from the
+            // heartbeat; the message waits durably in inbound either way.
+            if self.doorbells.connected(session) {
+                return Ok(LaunchOutcome::AlreadyRunning);
+            }
             let runtime = Arc::clone(&self.runtime);
             let id = live.launched.container_id.clone();
             let alive = tokio::task::spawn_blocking(move || runtime.liveness(&id))

@@ -12,7 +12,7 @@ use ironclaw_contract::ids::{AgentGroupId, MessagingGroupId, SessionId, UserId};
 use ironclaw_contract::rows::NewMessageIn;
 use ironclaw_gateway::{Chain, ChangeStore, Gateway};
 use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, Wiring};
-use ironclaw_router::{InboundEvent, InboundSink, Router, RouterConfig, SinkError};
+use ironclaw_router::{Appended, InboundEvent, InboundSink, Router, RouterConfig, SinkError};
 use tempfile::TempDir;
 
 pub fn uid(s: &str) -> UserId {
@@ -33,7 +33,7 @@ pub struct MemorySink {
 }
 
 impl InboundSink for MemorySink {
-    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<(), SinkError> {
+    fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<Appended, SinkError> {
         let mut attempts = self.attempts.lock().unwrap();
         let n = *attempts;
         *attempts += 1;
@@ -43,11 +43,13 @@ impl InboundSink for MemorySink {
                 std::io::Error::other("disk on fire"),
             ));
         }
-        self.rows
-            .lock()
-            .unwrap()
-            .push((session.clone(), msg.clone()));
-        Ok(())
+        let mut rows = self.rows.lock().unwrap();
+        // Like a queue file: a row id is unique within its session.
+        if rows.iter().any(|(s, m)| s == session && m.id == msg.id) {
+            return Ok(Appended::AlreadyQueued);
+        }
+        rows.push((session.clone(), msg.clone()));
+        Ok(Appended::New)
     }
 }
 
@@ -110,6 +112,12 @@ impl Env {
             .get_or_create_messaging_group("slack", platform, None, true, policy)
             .unwrap()
             .id
+    }
+
+    /// Another router over the same registry, gateway and sink: the daemon after a
+    /// restart (its in-memory state is new, the durable state is the same).
+    pub fn new_router(&self, config: RouterConfig) -> Router {
+        Router::new(self.gateway.clone(), self.sink.clone(), config)
     }
 
     pub fn wire(&self, w: Wiring) -> Wiring {

@@ -1,0 +1,349 @@
+//! Telegram long polling (`telegram.mode = "poll"`): `getUpdates` batches go through
+//! the same path as `POST /hooks/telegram` — the router writes each event to the
+//! sessions' encrypted inbound queues, and the sessions it names are launched and rung.
+//!
+//! - **Nothing lost.** A batch is acknowledged (the offset moves) only after every
+//!   event in it is queued; a batch whose routing failed is fetched again after a
+//!   back-off. The offset is not persisted: Telegram keeps every update until a
+//!   `getUpdates` with a higher offset confirms it, so after a restart (or a crash)
+//!   the first call, without an offset, returns exactly what was never confirmed. At a
+//!   clean stop the last acknowledged batch is confirmed at once
+//!   (`TelegramPoller::confirm`); the module docs of `ironclaw_channels::telegram`
+//!   explain why a stored offset would be unsafe.
+//! - **At least once.** A crash between queueing a batch and the next call, or a
+//!   batch that failed half-way, brings events again, with the same platform message
+//!   id (`<chat>:<message id>`): the router's deduplication on that id is what keeps a
+//!   repeat from reaching the agent twice.
+//! - **Errors back off** from 1 s to 60 s (Telegram's `retry_after` wins when it sends
+//!   one). A 409 (a webhook is set, or another process polls the same bot) and a 401 or
+//!   404 (a revoked or wrong token) need an operator and are logged as errors.
+//! - An event the router refuses as invalid is skipped with a warning: retrying it can
+//!   never succeed, and holding its batch back would make the bot deaf for good.
+//! - **Its own thread**, not a tokio blocking task: a long poll blocks for up to
+//!   [`POLL_TIMEOUT`] + 10 s and cannot be interrupted, and the runtime waits for its
+//!   blocking tasks when it shuts down. [`TelegramPolling::stop`] waits only while a
+//!   batch is being routed or confirmed; an idle long poll is left behind (the process
+//!   exits under it; its request already carried every acknowledged offset).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironclaw_channels::telegram::{PollBatch, PollError, TelegramPoller};
+use ironclaw_channels::{Channels, ConfigError};
+use ironclaw_contract::ids::SessionId;
+use ironclaw_router::{InboundEvent, RouteError, Router};
+use ironclaw_session::SessionManager;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+/// How long each `getUpdates` waits for updates (Telegram allows up to 50 s).
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(25);
+/// First wait after a failure; doubled per consecutive failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Longest `retry_after` obeyed: a bigger value (a bug, or a long flood ban) must not
+/// keep the bot deaf for a day without anyone noticing; the next call asks again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+/// How long [`TelegramPolling::stop`] waits for a batch being routed or confirmed.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Why polling could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigError),
+    Spawn(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "telegram long polling: {e}"),
+            StartError::Spawn(e) => {
+                write!(f, "telegram long polling: cannot start its thread: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+/// The running poller.
+pub struct TelegramPolling {
+    /// Dropped to stop: the thread sees `Disconnected` at once, even mid-back-off.
+    stop: mpsc::Sender<()>,
+    /// True while a fetched batch is being routed, or the final confirmation is sent:
+    /// the only times stopping must wait.
+    busy: Arc<AtomicBool>,
+    done: oneshot::Receiver<()>,
+}
+
+/// Starts polling when the configuration asks for it (`None` otherwise). Call from
+/// within the runtime: sessions are woken on it.
+pub fn start(
+    channels: &Channels,
+    router: Arc<Router>,
+    sessions: Arc<SessionManager>,
+) -> Result<Option<TelegramPolling>, StartError> {
+    let Some(poller) = channels.telegram_poller(POLL_TIMEOUT) else {
+        return Ok(None);
+    };
+    let poller = poller.map_err(StartError::Config)?;
+    let (stop, stop_rx) = mpsc::channel();
+    let (done_tx, done) = oneshot::channel();
+    let busy = Arc::new(AtomicBool::new(false));
+    let worker = Worker {
+        poller,
+        router,
+        sessions,
+        runtime: Handle::current(),
+        stop: stop_rx,
+        busy: busy.clone(),
+    };
+    std::thread::Builder::new()
+        .name("telegram-poll".into())
+        .spawn(move || {
+            worker.run();
+            let _ = done_tx.send(());
+        })
+        .map_err(StartError::Spawn)?;
+    tracing::info!(
+        timeout_secs = POLL_TIMEOUT.as_secs(),
+        "telegram: long polling started"
+    );
+    Ok(Some(TelegramPolling { stop, busy, done }))
+}
+
+impl TelegramPolling {
+    /// Stops polling: a batch being routed is finished and confirmed to Telegram
+    /// (waiting at most [`STOP_WAIT`]); a batch arriving after this is not routed, so
+    /// Telegram keeps it for the next start.
+    pub async fn stop(self) {
+        drop(self.stop);
+        if self.busy.load(Ordering::SeqCst)
+            && tokio::time::timeout(STOP_WAIT, self.done).await.is_err()
+        {
+            tracing::warn!("telegram: the poller did not finish its batch in time; Telegram will send it again after the restart");
+        }
+        tracing::info!("telegram: long polling stopped");
+    }
+}
+
+struct Worker {
+    poller: TelegramPoller,
+    router: Arc<Router>,
+    sessions: Arc<SessionManager>,
+    runtime: Handle,
+    stop: mpsc::Receiver<()>,
+    busy: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn stopped(&self) -> bool {
+        matches!(self.stop.try_recv(), Err(TryRecvError::Disconnected))
+    }
+
+    /// Sleeps `d`, or less when stopped; true when stopped.
+    fn sleep(&self, d: Duration) -> bool {
+        self.busy.store(false, Ordering::SeqCst);
+        !matches!(self.stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+    }
+
+    fn run(mut self) {
+        let mut backoff = MIN_BACKOFF;
+        // The offset of the last getUpdates Telegram answered: what it has confirmed.
+        let mut confirmed: Option<i64> = None;
+        loop {
+            if self.stopped() {
+                break;
+            }
+            self.busy.store(false, Ordering::SeqCst);
+            let sent = self.poller.offset();
+            let result = self.poller.poll_once();
+            self.busy.store(true, Ordering::SeqCst);
+            if self.stopped() {
+                // Not routed, not acknowledged: Telegram keeps it for the next start.
+                break;
+            }
+            let batch = match result {
+                Ok(batch) => {
+                    confirmed = sent;
+                    batch
+                }
+                Err(e) => {
+                    let wait = failure_wait(&e, &mut backoff);
+                    log_poll_error(&e, wait);
+                    if self.sleep(wait) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if batch.next_offset.is_none() {
+                backoff = MIN_BACKOFF;
+                continue;
+            }
+            log_skipped(&batch);
+            let (wake, result) = route_batch(&self.router, &batch.events);
+            self.wake(wake);
+            match result {
+                Ok(()) => {
+                    self.poller.acknowledge(&batch);
+                    backoff = MIN_BACKOFF;
+                }
+                Err(e) => {
+                    let wait = next_backoff(&mut backoff);
+                    tracing::error!(error = %e, retry_in_secs = wait.as_secs(), "telegram: queuing a polled batch failed; it will be fetched again");
+                    if self.sleep(wait) {
+                        break;
+                    }
+                }
+            }
+        }
+        // Stopping with an acknowledged batch Telegram has not heard of: tell it now,
+        // or the next start receives the batch again.
+        self.busy.store(true, Ordering::SeqCst);
+        if self.poller.offset() != confirmed {
+            if let Err(e) = self.poller.confirm() {
+                tracing::warn!(error = %e, "telegram: confirming the last batch failed; Telegram will send it again after the restart");
+            }
+        }
+        self.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// Launches (if needed) and rings each session, on the runtime: the next batch does
+    /// not wait for a sandbox to start.
+    fn wake(&self, sessions: Vec<SessionId>) {
+        for sid in sessions {
+            let m = self.sessions.clone();
+            self.runtime.spawn(async move {
+                match m.ensure_running(&sid).await {
+                    Ok(_) => {
+                        m.ring(&sid);
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %sid, error = %e, "waking the session failed")
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Routes every event of a batch in order. Returns the sessions to wake (each once)
+/// and whether the batch is fully queued; on `Err` the events from the failed one on
+/// were not (the ones before it are remembered by the router and dropped as
+/// duplicates when the batch comes again).
+fn route_batch(
+    router: &Router,
+    events: &[InboundEvent],
+) -> (Vec<SessionId>, Result<(), RouteError>) {
+    let mut wake: Vec<SessionId> = Vec::new();
+    let mut add = |sessions: Vec<SessionId>| {
+        for s in sessions {
+            if !wake.contains(&s) {
+                wake.push(s);
+            }
+        }
+    };
+    for event in events {
+        match router.route_inbound(event) {
+            Ok(report) => {
+                let reasons: Vec<String> = report.outcomes.iter().map(|o| o.to_string()).collect();
+                tracing::info!(channel = %event.channel_type, platform = %event.platform_id, duplicate = report.duplicate, outcomes = ?reasons, "telegram: polled message routed");
+                add(report.wake);
+            }
+            Err(RouteError::InvalidEvent { field, reason }) => {
+                tracing::warn!(platform = %event.platform_id, field, reason = %reason, "telegram: polled message refused by the router; skipped");
+            }
+            Err(RouteError::Stopped { partial, cause }) => {
+                add(partial.wake.clone());
+                return (wake, Err(RouteError::Stopped { partial, cause }));
+            }
+            Err(e) => return (wake, Err(e)),
+        }
+    }
+    (wake, Ok(()))
+}
+
+fn next_backoff(backoff: &mut Duration) -> Duration {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    wait
+}
+
+/// Telegram's `retry_after` when it sent one, else the next back-off step.
+fn failure_wait(e: &PollError, backoff: &mut Duration) -> Duration {
+    let step = next_backoff(backoff);
+    match e {
+        PollError::Refused {
+            retry_after: Some(r),
+            ..
+        } => (*r).clamp(MIN_BACKOFF, MAX_RETRY_AFTER),
+        _ => step,
+    }
+}
+
+fn log_poll_error(e: &PollError, wait: Duration) {
+    let retry_in_secs = wait.as_secs();
+    match e {
+        PollError::Refused { code: 409, .. } => {
+            tracing::error!(error = %e, retry_in_secs, "telegram: getUpdates conflicts with a webhook or another poller of this bot (deleteWebhook, or stop the other process)")
+        }
+        PollError::Refused {
+            code: 401 | 404, ..
+        } => tracing::error!(error = %e, retry_in_secs, "telegram: the bot token was refused"),
+        _ => tracing::warn!(error = %e, retry_in_secs, "telegram: getUpdates failed"),
+    }
+}
+
+fn log_skipped(batch: &PollBatch) {
+    for (update_id, e) in &batch.rejected {
+        tracing::warn!(update_id, error = %e, "telegram: unreadable update skipped");
+    }
+    for why in &batch.ignored {
+        tracing::debug!(reason = ?why, "telegram: update ignored");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_retry_after_wins() {
+        let mut b = MIN_BACKOFF;
+        let steps: Vec<u64> = (0..8).map(|_| next_backoff(&mut b).as_secs()).collect();
+        assert_eq!(steps, [1, 2, 4, 8, 16, 32, 60, 60]);
+        let mut b = MIN_BACKOFF;
+        let refused = |retry_after| PollError::Refused {
+            code: 429,
+            description: "Too Many Requests".into(),
+            retry_after,
+        };
+        assert_eq!(
+            failure_wait(&refused(Some(Duration::from_secs(7))), &mut b),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            failure_wait(&refused(Some(Duration::from_secs(86_400))), &mut b),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(
+            failure_wait(&refused(Some(Duration::ZERO)), &mut b),
+            MIN_BACKOFF
+        );
+        assert_eq!(
+            failure_wait(&PollError::Transport("x".into()), &mut b),
+            Duration::from_secs(8)
+        );
+    }
+}
