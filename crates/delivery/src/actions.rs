@@ -162,12 +162,7 @@ pub(crate) fn enqueue_next_occurrence(
         .series_id
         .clone()
         .unwrap_or_else(|| task.id().as_str().to_owned());
-    let id = MessageId::new(format!("{series}@{}", next.unix_nanos() / 1_000_000_000))
-        .or_else(|_| MessageId::new(format!("task@{}", next.unix_nanos())))
-        .map_err(|e| QueueError::Invalid {
-            what: "task id",
-            reason: e.to_string(),
-        })?;
+    let id = occurrence_id(&series, next)?;
     let row = NewMessageIn {
         id,
         kind: MessageKind::Task,
@@ -185,6 +180,23 @@ pub(crate) fn enqueue_next_occurrence(
         Ok(_) | Err(QueueError::DuplicateId { .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The id of a series' occurrence at `at`: `<series>:<unix seconds>`, the same for the
+/// same occurrence however often it is enqueued (a duplicate is refused), or, for a
+/// series id too long to extend, `task-<digest of the series>:<unix seconds>`.
+fn occurrence_id(series: &str, at: Timestamp) -> Result<MessageId, QueueError> {
+    let secs = at.unix_nanos().div_euclid(1_000_000_000);
+    MessageId::new(format!("{series}:{secs}"))
+        .or_else(|_| {
+            use sha2::{Digest, Sha256};
+            let h = ironclaw_contract::hex::encode(&Sha256::digest(series.as_bytes())[..16]);
+            MessageId::new(format!("task-{h}:{secs}"))
+        })
+        .map_err(|e| QueueError::Invalid {
+            what: "task id",
+            reason: e.to_string(),
+        })
 }
 
 fn ask(
@@ -342,4 +354,26 @@ fn cancel_task(
         }
     };
     reply_to_agent(inbound, msg.id(), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occurrence_ids_are_valid_stable_and_distinct() {
+        let at = Timestamp::parse("2026-11-25T22:30:00Z").unwrap();
+        let later = Timestamp::parse("2026-11-25T22:31:00Z").unwrap();
+        // A series id as `schedule` derives it.
+        let series = derived_id("task", &MessageId::new("in_1795645836000000000_0a1b2c3d4e5f-0").unwrap());
+        let a = occurrence_id(series.as_str(), at).unwrap();
+        assert_eq!(a.as_str(), format!("{series}:1795645800"));
+        assert_eq!(occurrence_id(series.as_str(), at).unwrap(), a, "stable");
+        assert_ne!(occurrence_id(series.as_str(), later).unwrap(), a);
+        // The longest series id still yields a valid, distinct id.
+        let long = "t".repeat(128);
+        let b = occurrence_id(&long, at).unwrap();
+        assert!(b.as_str().starts_with("task-") && b.as_str().ends_with(":1795645800"));
+        assert_ne!(occurrence_id(&"u".repeat(128), at).unwrap(), b);
+    }
 }

@@ -263,7 +263,16 @@ impl Delivery {
         // (refused as a duplicate), never loses it.
         let scheduled = inbound_scheduled(self, sid)?;
         for task in scheduled.iter().filter(|t| ids.contains(t.id())) {
-            actions::enqueue_next_occurrence(inbound, task)?;
+            match actions::enqueue_next_occurrence(inbound, task) {
+                Ok(()) => {}
+                // A row that cannot be written will never be: the series ends here,
+                // loudly, instead of failing every later pass of the session (which
+                // would hold back all of its replies).
+                Err(e @ QueueError::Invalid { .. }) => {
+                    tracing::error!(session = %sid, task = %task.id(), error = %e, "recurring task cannot be re-enqueued; its series ends")
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let retired = inbound.retire(&ids)?;
         self.cursors
