@@ -21,11 +21,9 @@
 //!   stubs) once instead of in each;
 //! - **density**: N sessions launched at once — p50/p99 of launch-to-heartbeat and the
 //!   total RSS/PSS of all their processes once idle. A launch that fails is retried at
-//!   once (its time includes the retry) and every failure is printed: concurrent
-//!   launches of different sessions can fail today, because each launch's queue
-//!   provisioning resets the shared `<state>/sessions` directory to 0700 while another
-//!   launch needs it 0711 for the gofer (`QueueFactory::provision` vs
-//!   `SessionManager::prepare`).
+//!   once (its time includes the retry) and every failure is printed (concurrent
+//!   launches used to fail when one launch's queue provisioning closed the shared
+//!   `<state>/sessions` directory another launch's gofer had to traverse).
 //!
 //! Driven through the library as the daemon composes it (`runsc_world`), with the
 //! production defaults for the agent (no extra flags). Every container is stopped and
