@@ -290,11 +290,26 @@ impl<P: Provider> Agent<P> {
         // Replies go where the session routes; before the host has set a route, back to
         // where the last message came from.
         let reply_route = match routing {
-            Some(r) => Route {
-                channel_type: Some(r.channel_type).filter(|s| !s.is_empty()),
-                platform_id: Some(r.platform_id).filter(|s| !s.is_empty()),
-                thread_id: r.thread_id,
-            },
+            Some(r) => {
+                let mut route = Route {
+                    channel_type: Some(r.channel_type).filter(|s| !s.is_empty()),
+                    platform_id: Some(r.platform_id).filter(|s| !s.is_empty()),
+                    thread_id: r.thread_id,
+                };
+                // A session shared by a whole chat has no thread of its own; a question
+                // asked in a thread of that same chat is answered in that thread, not at
+                // the chat's root. Only the same chat: the session's route still
+                // decides where a reply may go.
+                let from = &last.message.route;
+                if route.thread_id.is_none()
+                    && from.thread_id.is_some()
+                    && from.channel_type == route.channel_type
+                    && from.platform_id == route.platform_id
+                {
+                    route.thread_id = from.thread_id.clone();
+                }
+                route
+            }
             None => last.message.route.clone(),
         };
 

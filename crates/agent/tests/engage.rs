@@ -85,6 +85,42 @@ fn plain_message_gets_mock_reply_and_acks() {
 }
 
 #[test]
+fn a_shared_session_answers_in_the_thread_the_question_came_from() {
+    let mut q = MemoryQueue::new();
+    q.set_session_routing(&SessionRouting {
+        channel_type: "slack".into(),
+        platform_id: "C123".into(),
+        thread_id: None,
+    })
+    .unwrap();
+    let mut threaded = inbound("m1", "in a thread");
+    threaded.route.thread_id = Some("1700000000.000100".into());
+    q.write_message(&threaded).unwrap();
+    let mut agent = Agent::new(MockProvider, all_tools());
+    let batch = pending(&mut q);
+    agent.engage(&batch, &mut q.clone(), &mut q.clone()).unwrap();
+    let rows = outbound_rows(&mut q);
+    assert_eq!(
+        rows[0].message.route.thread_id.as_deref(),
+        Some("1700000000.000100")
+    );
+    // A thread of another chat never redirects the reply.
+    let mut q = MemoryQueue::new();
+    q.set_session_routing(&SessionRouting {
+        channel_type: "slack".into(),
+        platform_id: "C999".into(),
+        thread_id: None,
+    })
+    .unwrap();
+    q.write_message(&threaded).unwrap();
+    let batch = pending(&mut q);
+    agent.engage(&batch, &mut q.clone(), &mut q.clone()).unwrap();
+    let rows = outbound_rows(&mut q);
+    assert_eq!(rows[0].message.route.platform_id.as_deref(), Some("C999"));
+    assert_eq!(rows[0].message.route.thread_id, None);
+}
+
+#[test]
 fn send_message_directive_writes_chat_row_then_reports() {
     let mut q = routed_queue();
     q.write_message(&inbound("m1", r#"tool:send_message {"text":"hi"}"#))
