@@ -280,6 +280,9 @@ impl Daemon {
         for n in &self.notices {
             state.add_notice(n.clone());
         }
+        state.set_model_proxy(Arc::new(crate::proxy_status::ProxyView(
+            self.model_proxy.clone(),
+        )));
         state
     }
 }

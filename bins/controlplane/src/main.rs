@@ -4,6 +4,7 @@
 mod bootstrap;
 mod dispatch;
 mod inbound_sink;
+mod proxy_status;
 mod sessions;
 mod telegram_poll;
 

@@ -66,9 +66,15 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: &str, token: Option<String>) -> Self {
+        Self::with_timeout(addr, token, Duration::from_secs(60))
+    }
+
+    /// A client whose every request gives up after `timeout` (doctor: a hung daemon is
+    /// a finding, not a wait).
+    pub fn with_timeout(addr: &str, token: Option<String>, timeout: Duration) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             .build();
         Self {
             agent: ureq::Agent::new_with_config(config),
@@ -87,6 +93,33 @@ impl Client {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
         self.finish(req.call())
+    }
+
+    /// [`Client::get`], plus the response's `Date` header (the daemon's clock, for
+    /// `doctor`).
+    pub fn get_with_date(&self, path: &str) -> Result<(Value, Option<String>), CliError> {
+        let mut req = self.agent.get(self.url(path));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let result = req.call();
+        let date = result.as_ref().ok().and_then(|r| {
+            r.headers()
+                .get("date")
+                .and_then(|d| d.to_str().ok())
+                .map(str::to_owned)
+        });
+        self.finish(result).map(|v| (v, date))
+    }
+
+    /// The address this client talks to (no trailing slash).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether a token was given.
+    pub fn has_token(&self) -> bool {
+        self.token.as_deref().is_some_and(|t| !t.is_empty())
     }
 
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CliError> {

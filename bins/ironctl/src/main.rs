@@ -1,15 +1,18 @@
 //! `ironctl`: the IronClaw operator CLI, an HTTP client of the control plane's API,
-//! plus the few commands that work on local files only (`image`, `audit verify
-//! --state-dir`).
+//! plus the commands that work on this host's files (`image`, `audit verify
+//! --state-dir`, `backup`, `restore`, and the local half of `doctor`).
 //!
 //! Exit codes: 0 success; 1 the control plane (or, for local commands, this machine)
-//! refused or failed the request; 2 bad usage or bad input; 3 the control plane could
-//! not be reached; 4 `audit verify` found the chain broken.
+//! refused or failed the request, or `doctor` found a FAIL; 2 bad usage or bad input;
+//! 3 the control plane could not be reached; 4 `audit verify` found the chain broken.
 
+mod backup;
 mod chat;
 mod client;
+mod doctor;
 mod image;
 mod output;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +27,9 @@ use output::{s, table};
 /// the audit chain, inspect the registry, manage operator tokens and sessions; build and
 /// sign the sandbox image.
 ///
-/// Exit codes: 0 ok, 1 refused or failed (by the control plane, or locally for `image`),
-/// 2 usage or bad input, 3 unreachable, 4 audit chain broken.
+/// Exit codes: 0 ok, 1 refused or failed (by the control plane, or locally for `image`,
+/// `backup`, `restore`; `doctor` found a FAIL), 2 usage or bad input, 3 unreachable,
+/// 4 audit chain broken.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -83,10 +87,96 @@ enum Command {
     /// These commands work on local files only: --addr and --token are not used.
     #[command(subcommand)]
     Image(ImageCmd),
-    /// The daemon's version, readiness and counts.
+    /// The daemon's version, uptime, readiness, runtime, sessions (and which are parked),
+    /// pending changes, channels on/off, model-proxy calls and refusals, audit head.
     Status,
     /// Who your token says you are, and your roles.
     Whoami,
+    /// Check this host and the daemon: PASS, WARN or FAIL each, with a fix
+    ///
+    /// Read-only. Local checks: runsc present and able to start a sandbox
+    /// (`runsc --network=none do true`), cgroups with the memory/cpu/pids controllers,
+    /// the state dir and master key private and owned by root, the env file private.
+    /// Checks of how ironctl reaches the daemon (--addr): a loopback or tailnet address
+    /// (a private LAN address warns, a public one fails), TLS or tailnet. Checks that ask
+    /// the daemon (with your token): reachable, a model provider configured (names only,
+    /// never values), sessions able to run from a verified image, audit chain intact,
+    /// clocks within 60 s (warn) / 5 min (fail) of each other.
+    ///
+    /// Exit codes: 0 no FAIL (warnings allowed); 1 at least one FAIL (an unreachable
+    /// daemon is a FAIL, and so is every check that needed it).
+    #[command(verbatim_doc_comment)]
+    Doctor(DoctorArgs),
+    /// Back up the state directory while the daemon runs (on its host, as root)
+    ///
+    /// Writes one tar file, mode 0600, never over an existing file. Every encrypted
+    /// database is copied only as a committed state (retrying while commits overlap),
+    /// then the audit log, then the key store; the copy is verified before the archive
+    /// exists: every database passes SQLCipher's integrity check under its own key and
+    /// the audit chain verifies. Caches (images/, bundles/, runsc/) and the session-key
+    /// tmpfs mounts (keys/) are left out.
+    ///
+    /// The MASTER KEY is included unless --exclude-master-key: the archive then opens
+    /// everything in it, so store it like the key itself. With --exclude-master-key,
+    /// keep <state-dir>/master.key somewhere else; `restore` will need it.
+    ///
+    /// Exit codes: 0 written and verified; 2 refused (output exists, no state dir, a
+    /// loose master key mode); 1 failed (nothing is left behind).
+    #[command(verbatim_doc_comment)]
+    Backup(BackupArgs),
+    /// Restore a backup into a new or empty state directory, and verify it
+    ///
+    /// Checks every file against the manifest's SHA-256, restores modes (and owners, as
+    /// root), then proves the result: the key store opens under the master key, every
+    /// database passes its integrity check under its own key, and the audit chain
+    /// verifies and ends exactly where it did at backup time. On any failure the
+    /// directory is left as it was. Start the daemon on it with --state-dir DIR.
+    ///
+    /// Exit codes: 0 restored and verified; 2 refused (directory not empty, master key
+    /// missing or not the backup's); 1 failed (damaged archive, verification failed).
+    #[command(verbatim_doc_comment)]
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+struct DoctorArgs {
+    /// The daemon's state directory.
+    #[arg(long, env = "IRONCLAW_STATE_DIR", default_value = "/var/lib/ironclaw")]
+    state_dir: PathBuf,
+    /// The sandbox runtime binary (a name on PATH, or a path).
+    #[arg(long, default_value = "runsc")]
+    runtime: String,
+    /// The daemon's env file: its mode is checked and its variable names (never values)
+    /// are read [default: /etc/ironclaw/ironclaw.env, if it exists].
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct BackupArgs {
+    /// The archive to write (must not exist).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The daemon's state directory.
+    #[arg(long, env = "IRONCLAW_STATE_DIR", default_value = "/var/lib/ironclaw")]
+    state_dir: PathBuf,
+    /// Leave master.key out of the archive (keep it elsewhere; restore needs it).
+    #[arg(long)]
+    exclude_master_key: bool,
+}
+
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    /// The archive `ironctl backup` wrote.
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+    /// Where to restore: a new or empty directory.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// The master key file, for a backup made with --exclude-master-key (checked
+    /// against the fingerprint recorded in the backup).
+    #[arg(long, value_name = "FILE")]
+    master_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -374,29 +464,31 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Status => {
             let v = c.get("/v1/status")?;
             show(&v, &|v| {
-                println!("version:   {}", s(v, "/version"));
-                println!("uptime:    {}s", s(v, "/uptime_seconds"));
-                println!("ready:     {}", s(v, "/ready"));
-                for n in v
-                    .pointer("/notices")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    println!("notice:    {}", n.as_str().unwrap_or_default());
+                for line in status::render(v) {
+                    println!("{line}");
                 }
-                println!(
-                    "changes:   {}",
-                    v.pointer("/changes").cloned().unwrap_or_default()
-                );
-                println!(
-                    "sessions:  {}",
-                    v.pointer("/sessions").cloned().unwrap_or_default()
-                );
-                println!("audit seq: {}", s(v, "/audit_last_seq"));
             });
             Ok(())
         }
+        Command::Doctor(a) => {
+            // A hung daemon is a finding, not a minute-long wait.
+            let c = Client::with_timeout(
+                &cli.addr,
+                cli.token.clone(),
+                std::time::Duration::from_secs(10),
+            );
+            doctor::run(
+                &c,
+                &doctor::DoctorOptions {
+                    state_dir: &a.state_dir,
+                    runtime: &a.runtime,
+                    env_file: a.env_file.as_deref(),
+                },
+                cli.json,
+            )
+        }
+        Command::Backup(a) => run_backup(a, cli.json),
+        Command::Restore(a) => run_restore(a, cli.json),
         Command::Whoami => {
             let v = c.get("/v1/whoami")?;
             show(&v, &|v| {
@@ -419,6 +511,90 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn backup_error(e: backup::BackupError) -> CliError {
+    match e {
+        backup::BackupError::Refused(m) => CliError::Usage(m),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
+fn run_backup(a: &BackupArgs, as_json: bool) -> Result<(), CliError> {
+    let r = backup::backup(&backup::BackupOptions {
+        state_dir: a.state_dir.clone(),
+        out: a.out.clone(),
+        include_master_key: !a.exclude_master_key,
+    })
+    .map_err(backup_error)?;
+    if as_json {
+        output::json(&json!(r));
+    } else {
+        println!(
+            "backup written: {} ({} bytes, {} entries)",
+            r.out.display(),
+            r.bytes,
+            r.entries
+        );
+        println!(
+            "verified: {} databases pass their integrity checks under their own keys; audit chain intact ({} records, last seq {})",
+            r.check.databases, r.check.audit_records, r.check.audit_last_seq
+        );
+        for l in &r.left_out {
+            println!("left out: {l}");
+        }
+    }
+    if r.master_key_included {
+        eprintln!(
+            "WARNING: {} CONTAINS THE MASTER KEY (fingerprint {}). Anyone who has this file can read every queue, the registry and the change store. Keep it offline and encrypted, or back up with --exclude-master-key and store master.key apart.",
+            r.out.display(),
+            r.master_key_fingerprint
+        );
+    } else {
+        eprintln!(
+            "note: the master key is NOT in {} (fingerprint {}); keep {} somewhere safe: restore needs it (--master-key).",
+            r.out.display(),
+            r.master_key_fingerprint,
+            a.state_dir.join("master.key").display()
+        );
+    }
+    Ok(())
+}
+
+fn run_restore(a: &RestoreArgs, as_json: bool) -> Result<(), CliError> {
+    let r = backup::restore(&backup::RestoreOptions {
+        from: a.from.clone(),
+        state_dir: a.state_dir.clone(),
+        master_key: a.master_key.clone(),
+    })
+    .map_err(backup_error)?;
+    if as_json {
+        output::json(&json!(r));
+    } else {
+        println!(
+            "restored {} entries into {} (backup of {} taken {})",
+            r.entries,
+            r.state_dir.display(),
+            r.source_state_dir,
+            r.backup_created_at
+        );
+        println!(
+            "verified: master key {} (from the {}); {} databases pass their integrity checks; audit chain intact ({} records, last seq {}, as recorded at backup time)",
+            r.master_key_fingerprint,
+            r.master_key_from,
+            r.check.databases,
+            r.check.audit_records,
+            r.check.audit_last_seq
+        );
+        if !r.owners_restored {
+            println!("owners not restored (not root): files belong to you");
+        }
+        println!(
+            "next: ironclaw-controlplane --state-dir {} (stop any daemon still using the old directory first)",
+            r.state_dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn read_payload(p: &str) -> Result<Value, CliError> {

@@ -17,6 +17,9 @@ fn help_lists_every_command_group_and_exit_codes() {
         "image",
         "status",
         "whoami",
+        "doctor",
+        "backup",
+        "restore",
         "Exit codes",
     ] {
         assert!(help.contains(word), "{word} missing from --help:\n{help}");

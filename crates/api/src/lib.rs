@@ -22,10 +22,13 @@ mod metrics;
 mod routes;
 mod serve;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use ironclaw_audit::AuditLog;
+use ironclaw_contract::ids::SessionId;
+use ironclaw_contract::time::Timestamp;
 use ironclaw_gateway::Gateway;
 use ironclaw_identity::TokenStore;
 use ironclaw_registry::Registry;
@@ -59,7 +62,35 @@ struct Inner {
     /// Shown in `/readyz` and `/v1/status` (e.g. "unsandboxed dev isolator").
     notices: RwLock<Vec<String>>,
     started: Instant,
+    /// When this state was built (≈ daemon start), for `/v1/status`.
+    started_at: Timestamp,
     version: String,
+    /// The model proxy's counters and parking, for `/v1/status`; `None` until the daemon
+    /// sets it (and in API-only tests).
+    model_proxy: RwLock<Option<Arc<dyn ModelProxyView>>>,
+}
+
+/// The model proxy as `/v1/status` reports it. The daemon implements this over its
+/// proxy, so the API needs no dependency on the proxy crate and API-only tests run
+/// without one (`"model_proxy": null`).
+pub trait ModelProxyView: Send + Sync {
+    /// Counters since the daemon started.
+    fn counters(&self) -> ModelProxyCounters;
+    /// Whether the proxy holds `session` parked (a token budget was reached).
+    fn is_parked(&self, session: &SessionId) -> bool;
+}
+
+/// A snapshot of the model proxy's counters. Never holds a key or a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelProxyCounters {
+    /// Configured providers by prefix (`anthropic`, `openai`, `mock`, …).
+    pub providers: Vec<String>,
+    /// Every call the proxy answered, refused ones included, by provider and status.
+    pub calls: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// Calls the proxy refused or failed itself, by reason code.
+    pub refusals: BTreeMap<String, u64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 /// What the API is built from.
@@ -94,7 +125,9 @@ impl ApiState {
                 not_ready: RwLock::new(Some("starting".into())),
                 notices: RwLock::new(Vec::new()),
                 started: Instant::now(),
+                started_at: Timestamp::now(),
                 version: parts.version,
+                model_proxy: RwLock::new(None),
             }),
         }
     }
@@ -115,5 +148,14 @@ impl ApiState {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(notice.into());
+    }
+
+    /// Gives `/v1/status` the model proxy's counters and parked sessions.
+    pub fn set_model_proxy(&self, view: Arc<dyn ModelProxyView>) {
+        *self
+            .inner
+            .model_proxy
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(view);
     }
 }
