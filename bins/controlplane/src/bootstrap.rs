@@ -77,11 +77,14 @@ impl Daemon {
         if created {
             tracing::warn!(path = %layout.master_key().display(), "created a new master key; back it up with the state dir");
         }
-        let registry = Registry::open(&layout.registry_db(), &data_key(&keys, "host-registry-db")?)
-            .map_err(|e| err("registry")(e.to_string()))?;
+        let registry = Registry::open(
+            &layout.registry_db(),
+            &data_key(&keys, ironclaw_keys::host_files::REGISTRY_DB)?,
+        )
+        .map_err(|e| err("registry")(e.to_string()))?;
         let store = ChangeStore::open(
             &layout.changes_db(),
-            &data_key(&keys, "host-change-store-db")?,
+            &data_key(&keys, ironclaw_keys::host_files::CHANGE_STORE_DB)?,
         )
         .map_err(|e| err("change store")(e.to_string()))?;
         let audit =

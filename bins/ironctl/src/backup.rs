@@ -53,11 +53,7 @@ pub const MANIFEST_NAME: &str = "ironclaw-backup.json";
 const FORMAT: &str = "ironclaw-backup";
 const FORMAT_VERSION: u32 = 1;
 
-/// The names under which the daemon seals the random keys of its own databases in
-/// `sealed-keys` (bins/controlplane/src/bootstrap.rs, `data_key`). If these drifted,
-/// every backup would fail its verification instead of producing an unreadable copy.
-const REGISTRY_KEY: &str = "host-registry-db";
-const CHANGES_KEY: &str = "host-change-store-db";
+use ironclaw_keys::host_files::{CHANGE_STORE_DB as CHANGES_KEY, REGISTRY_DB as REGISTRY_KEY};
 
 /// Why a backup or restore did not happen. Nothing is left behind on any of these: a
 /// failed backup leaves no archive, a failed restore leaves the target as it was.

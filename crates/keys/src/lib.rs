@@ -38,3 +38,14 @@ pub use custodian::{recover_rotation, KeyCustodian, Recovery};
 pub use error::KeyError;
 pub use ironclaw_contract::key::SessionKey;
 pub use master::{MasterKey, MASTER_KEY_LEN};
+
+/// The names under which the daemon seals the random keys of its own encrypted
+/// databases in the custodian's store. Reserved: sessions are minted `ses_…`, so no
+/// session can take one. The daemon opens its files with them and `ironctl backup`
+/// verifies a copy with them, so they are defined once, here.
+pub mod host_files {
+    /// The registry database.
+    pub const REGISTRY_DB: &str = "host-registry-db";
+    /// The gateway's change store.
+    pub const CHANGE_STORE_DB: &str = "host-change-store-db";
+}
