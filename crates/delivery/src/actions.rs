@@ -365,7 +365,10 @@ mod tests {
         let at = Timestamp::parse("2026-11-25T22:30:00Z").unwrap();
         let later = Timestamp::parse("2026-11-25T22:31:00Z").unwrap();
         // A series id as `schedule` derives it.
-        let series = derived_id("task", &MessageId::new("in_1795645836000000000_0a1b2c3d4e5f-0").unwrap());
+        let series = derived_id(
+            "task",
+            &MessageId::new("in_1795645836000000000_0a1b2c3d4e5f-0").unwrap(),
+        );
         let a = occurrence_id(series.as_str(), at).unwrap();
         assert_eq!(a.as_str(), format!("{series}:1795645800"));
         assert_eq!(occurrence_id(series.as_str(), at).unwrap(), a, "stable");

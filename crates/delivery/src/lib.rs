@@ -32,7 +32,7 @@ use std::time::Duration;
 use ironclaw_contract::enums::{MessageKind, Status};
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::queue::{InboundReader, InboundWriter, OutboundReader, QueueError};
-use ironclaw_contract::rows::{AckCursor, MessageOut};
+use ironclaw_contract::rows::{AckCursor, MessageOut, MAX_BATCH};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_gateway::Gateway;
 use ironclaw_queue::EncryptedInboundWriter;
@@ -92,6 +92,8 @@ pub struct PassReport {
 struct SessionCursor {
     /// Acks already processed.
     acks: Option<AckCursor>,
+    /// Every outbound row with a seq at or below this one is finished.
+    outbound_seq: i64,
 }
 
 pub struct Delivery {
@@ -189,49 +191,100 @@ impl Delivery {
             ..PassReport::default()
         };
 
+        // Rows are read from the session's cursor on: every row at or below it is
+        // finished (delivered or dead-lettered). Without it each pass re-read the whole
+        // outbound file, and a session with more than a page of replies (`MAX_BATCH`)
+        // saw only its first page: nothing after it was ever delivered.
         let now = Timestamp::now();
-        let batch = outbound.due_messages(now, 0)?;
-        for rej in &batch.rejected {
-            // A row the sandbox wrote that does not decode: recorded once, never acted on.
-            if let Some(raw) = rej.raw_id.as_deref().and_then(|s| MessageId::new(s).ok()) {
-                if inbound.delivery(&raw)?.is_none() {
-                    inbound.mark_dead_letter(&raw, 0, &format!("invalid row: {}", rej.reason))?;
-                    report.dead_lettered += 1;
-                }
-            }
-        }
-        for msg in batch.rows {
-            if inbound.delivery(msg.id())?.is_some() {
-                continue;
-            }
-            if !self.retries_lock().due(msg.id()) {
-                report.retrying += 1;
-                continue;
-            }
-            match self.handle(&session, &msg, &mut inbound) {
-                Ok(platform_id) => {
-                    inbound.mark_delivered(msg.id(), platform_id.as_deref())?;
-                    self.retries_lock().forget(msg.id());
-                    report.delivered += 1;
-                }
-                Err(failure) => {
-                    let (attempts, dead) = self.retries_lock().failed(msg.id(), &failure);
-                    if dead {
-                        tracing::warn!(session = %sid, message = %msg.id(), attempts, error = %failure, "dead-lettered");
+        let start = self.cursor_lock().get(sid).map_or(0, |c| c.outbound_seq);
+        let mut after = start;
+        let mut finished_to = start;
+        loop {
+            let batch = outbound.due_messages(now, after)?;
+            let full = batch.rows.len() + batch.rejected.len() >= MAX_BATCH;
+            for rej in &batch.rejected {
+                // A row the sandbox wrote that does not decode: recorded once, never acted on.
+                if let Some(raw) = rej.raw_id.as_deref().and_then(|s| MessageId::new(s).ok()) {
+                    if inbound.delivery(&raw)?.is_none() {
                         inbound.mark_dead_letter(
-                            msg.id(),
-                            i64::from(attempts),
-                            &failure.to_string(),
+                            &raw,
+                            0,
+                            &format!("invalid row: {}", rej.reason),
                         )?;
-                        self.retries_lock().forget(msg.id());
                         report.dead_lettered += 1;
-                    } else {
-                        report.retrying += 1;
                     }
                 }
             }
+            let last_seq = batch.rows.last().map(|m| m.seq);
+            for msg in batch.rows {
+                // Seqs the sandbox mints are consecutive odd numbers; the cursor moves
+                // only along an unbroken run of finished rows, so a row not yet due (or a
+                // gap a hostile agent made) holds it back, never skips it.
+                let next_in_run = msg.seq == finished_to + 2 || (finished_to == 0 && msg.seq == 1);
+                let finished = self.deliver_row(sid, &session, &msg, &mut inbound, &mut report)?;
+                if finished && next_in_run {
+                    finished_to = msg.seq;
+                }
+            }
+            match last_seq {
+                Some(seq) if full && seq > after => after = seq,
+                Some(_) | None if full => {
+                    tracing::warn!(session = %sid, "a full page of outbound rows that do not decode; later rows wait for the next pass");
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if finished_to != start {
+            self.cursor_lock()
+                .entry(sid.clone())
+                .or_default()
+                .outbound_seq = finished_to;
         }
         Ok(report)
+    }
+
+    /// Handles one due outbound row; `Ok(true)` when it is finished: delivered (now or
+    /// by an earlier pass) or dead-lettered.
+    fn deliver_row(
+        &self,
+        sid: &SessionId,
+        session: &Session,
+        msg: &MessageOut,
+        inbound: &mut EncryptedInboundWriter,
+        report: &mut PassReport,
+    ) -> Result<bool, DeliveryError> {
+        if inbound.delivery(msg.id())?.is_some() {
+            return Ok(true);
+        }
+        if !self.retries_lock().due(msg.id()) {
+            report.retrying += 1;
+            return Ok(false);
+        }
+        match self.handle(session, msg, inbound) {
+            Ok(platform_id) => {
+                inbound.mark_delivered(msg.id(), platform_id.as_deref())?;
+                self.retries_lock().forget(msg.id());
+                report.delivered += 1;
+                Ok(true)
+            }
+            Err(failure) => {
+                let (attempts, dead) = self.retries_lock().failed(msg.id(), &failure);
+                if !dead {
+                    report.retrying += 1;
+                    return Ok(false);
+                }
+                tracing::warn!(session = %sid, message = %msg.id(), attempts, error = %failure, "dead-lettered");
+                inbound.mark_dead_letter(msg.id(), i64::from(attempts), &failure.to_string())?;
+                self.retries_lock().forget(msg.id());
+                report.dead_lettered += 1;
+                Ok(true)
+            }
+        }
+    }
+
+    fn cursor_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionCursor>> {
+        self.cursors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn retries_lock(&self) -> std::sync::MutexGuard<'_, RetryState> {

@@ -262,6 +262,30 @@ impl Default for ProxyConfig {
     }
 }
 
+/// A rate setting: `<per second>/<burst>` or `off`; unset → `default`.
+fn rate_from(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    default: Option<RateLimit>,
+) -> Result<Option<RateLimit>, ProxyError> {
+    let Some(v) = get(var) else {
+        return Ok(default);
+    };
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || ProxyError::Config {
+        what: format!("{var}={v:?}: expected <requests per second>/<burst> (e.g. 10/20) or off"),
+    };
+    let (rate, burst) = v.split_once('/').ok_or_else(bad)?;
+    let per_second: f64 = rate.trim().parse().map_err(|_| bad())?;
+    let burst: u32 = burst.trim().parse().map_err(|_| bad())?;
+    if !(per_second.is_finite() && per_second > 0.0) || burst == 0 {
+        return Err(bad());
+    }
+    Ok(Some(RateLimit { per_second, burst }))
+}
+
 impl ProxyConfig {
     /// Providers from the process environment, other settings at their defaults.
     /// See [`ProxyConfig::from_lookup`].
@@ -280,8 +304,12 @@ impl ProxyConfig {
     /// | openai-compatible | `IRONCLAW_OPENAI_COMPAT_BASE_URL` (key: `IRONCLAW_OPENAI_COMPAT_API_KEY`, optional) | — |
     /// | mock | `IRONCLAW_MOCK_PROVIDER=1` (or `true`, `yes`, `on`) | — |
     ///
-    /// A malformed base URL or mock switch is an error (fail closed), not a silently
-    /// skipped provider.
+    /// Request rates: `IRONCLAW_MODEL_SESSION_RATE` (per session) and
+    /// `IRONCLAW_MODEL_GROUP_RATE` (per agent group, shared by its sessions), each
+    /// `<per second>/<burst>` (e.g. `10/20`) or `off`; unset keeps the default.
+    ///
+    /// A malformed base URL, mock switch or rate is an error (fail closed), not a
+    /// silently skipped setting.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ProxyError> {
         let get = |k: &str| {
             get(k)
@@ -343,9 +371,12 @@ impl ProxyConfig {
         for p in &providers {
             p.validate()?;
         }
+        let defaults = Self::default();
         Ok(Self {
             providers,
-            ..Self::default()
+            session_rate: rate_from(&get, "IRONCLAW_MODEL_SESSION_RATE", defaults.session_rate)?,
+            group_rate: rate_from(&get, "IRONCLAW_MODEL_GROUP_RATE", defaults.group_rate)?,
+            ..defaults
         })
     }
 

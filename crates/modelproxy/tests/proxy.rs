@@ -783,3 +783,39 @@ fn config_from_env_lookup() {
     assert!(matches!(err, ProxyError::Config { .. }), "{err}");
     assert!(!err.to_string().contains("sk-1234567890"));
 }
+
+#[test]
+fn rate_limits_come_from_the_environment_or_keep_their_defaults() {
+    let defaults = ProxyConfig::from_lookup(|_| None).unwrap();
+    let d = ProxyConfig::default();
+    assert_eq!(defaults.session_rate, d.session_rate);
+    assert_eq!(defaults.group_rate, d.group_rate);
+
+    let cfg = ProxyConfig::from_lookup(|k| match k {
+        "IRONCLAW_MODEL_SESSION_RATE" => Some(" 2.5/7 ".into()),
+        "IRONCLAW_MODEL_GROUP_RATE" => Some("OFF".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        cfg.session_rate,
+        Some(RateLimit {
+            per_second: 2.5,
+            burst: 7
+        })
+    );
+    assert_eq!(cfg.group_rate, None);
+
+    for bad in [
+        "10", "x/2", "10/0", "0/5", "-1/5", "inf/5", "10/-1", "10/2/3",
+    ] {
+        let err = ProxyConfig::from_lookup(|k| {
+            (k == "IRONCLAW_MODEL_SESSION_RATE").then(|| bad.to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("IRONCLAW_MODEL_SESSION_RATE"),
+            "{bad}: {err}"
+        );
+    }
+}

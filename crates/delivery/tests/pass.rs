@@ -1,0 +1,178 @@
+//! Delivery passes over a session's real encrypted queue files, rows written as the
+//! sandbox writes them: every row delivered exactly once, also past the first page of a
+//! read (a session with more replies than one read returns), and a row not yet due
+//! is waited for, never skipped.
+
+use std::sync::{Arc, Mutex};
+
+use ironclaw_audit::AuditLog;
+use ironclaw_contract::enums::{MessageKind, SessionMode, UnknownSenderPolicy};
+use ironclaw_contract::ids::{AgentGroupId, MessageId, SessionId};
+use ironclaw_contract::queue::OutboundWriter;
+use ironclaw_contract::rows::{NewMessageOut, Route, MAX_BATCH};
+use ironclaw_contract::sandbox_queue::EncryptedOutboundWriter;
+use ironclaw_contract::time::Timestamp;
+use ironclaw_delivery::{A2aLimits, Address, Delivery, Dispatcher, Failure};
+use ironclaw_gateway::{Chain, ChangeStore, Gateway};
+use ironclaw_keys::KeyCustodian;
+use ironclaw_modelproxy::{ModelProxy, ProxyConfig};
+use ironclaw_registry::{AgentGroup, Registry};
+use ironclaw_session::{DoorbellHub, ManagerConfig, Ownership, SessionManager, UnsandboxedRuntime};
+
+/// Records what it was asked to send.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<(String, String)>>,
+}
+
+impl Dispatcher for Recorder {
+    fn send(
+        &self,
+        to: &Address,
+        text: &str,
+        _message_id: &MessageId,
+    ) -> Result<Option<String>, Failure> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((to.platform_id.clone(), text.to_owned()));
+        Ok(None)
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    delivery: Delivery,
+    recorder: Arc<Recorder>,
+    writer: EncryptedOutboundWriter,
+    session: SessionId,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let layout = ironclaw_contract::paths::HostLayout::new(&state);
+    let (keys, _) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys()).unwrap();
+    let audit = Arc::new(AuditLog::open(&layout.audit_log()).unwrap());
+    let registry = Arc::new(Registry::in_memory());
+    let group = AgentGroupId::new("g1").unwrap();
+    let mg = registry
+        .write(|tx| {
+            tx.create_agent_group(AgentGroup::new(group.clone(), "test", "mock", ""))?;
+            tx.get_or_create_messaging_group("web", "c1", None, false, UnknownSenderPolicy::Strict)
+        })
+        .unwrap();
+    let session = registry
+        .resolve_session(&group, &mg.id, None, SessionMode::Shared)
+        .unwrap()
+        .id;
+    let proxy =
+        ModelProxy::new(ProxyConfig::from_lookup(|_| None).unwrap(), audit.clone()).unwrap();
+    let (doorbells, _rung) = DoorbellHub::new();
+    let manager = Arc::new(SessionManager::new(
+        ManagerConfig {
+            layout: layout.clone(),
+            model_proxy_base: state.join("modelproxy.sock"),
+            ownership: Ownership::DaemonUid,
+            extra_agent_args: Vec::new(),
+        },
+        registry.clone(),
+        Arc::new(keys),
+        audit.clone(),
+        proxy,
+        doorbells,
+        // Never launched: the rows below are written as the agent would write them.
+        Arc::new(UnsandboxedRuntime::new(state.join("no-agent"))),
+    ));
+    let cipher = manager.cipher(&session).unwrap();
+    manager.queues().provision(&session, &cipher).unwrap();
+    let writer = EncryptedOutboundWriter::open(&layout.outbound_db(&session), &cipher).unwrap();
+    let gateway = Arc::new(Gateway::new(
+        ChangeStore::in_memory().unwrap(),
+        registry.clone(),
+        audit,
+        Chain::standard(dir.path().join("mounts")),
+    ));
+    let recorder = Arc::new(Recorder::default());
+    let delivery = Delivery::new(
+        manager,
+        registry,
+        gateway,
+        recorder.clone(),
+        A2aLimits {
+            hop_limit: 3,
+            sends_per_minute: 60,
+        },
+    );
+    World {
+        _dir: dir,
+        delivery,
+        recorder,
+        writer,
+        session,
+    }
+}
+
+fn reply(id: &str, text: &str, deliver_after: Option<Timestamp>) -> NewMessageOut {
+    NewMessageOut {
+        id: MessageId::new(id).unwrap(),
+        in_reply_to: None,
+        timestamp: Timestamp::now(),
+        deliver_after,
+        kind: MessageKind::Chat,
+        route: Route::default(),
+        content: text.into(),
+    }
+}
+
+#[test]
+fn a_session_with_more_replies_than_a_read_returns_gets_every_one_exactly_once() {
+    let mut w = world();
+    let n = MAX_BATCH + 37;
+    for i in 0..n {
+        w.writer
+            .write_message(&reply(&format!("r{i}"), &format!("reply {i}"), None))
+            .unwrap();
+    }
+    let first = w.delivery.pass(&w.session).unwrap();
+    assert_eq!(first.delivered, n);
+    // Later passes find nothing new, then exactly what is new.
+    assert_eq!(w.delivery.pass(&w.session).unwrap().delivered, 0);
+    w.writer
+        .write_message(&reply("late", "one more", None))
+        .unwrap();
+    assert_eq!(w.delivery.pass(&w.session).unwrap().delivered, 1);
+    let sent = w.recorder.sent.lock().unwrap();
+    assert_eq!(sent.len(), n + 1);
+    let mut texts: Vec<&str> = sent.iter().map(|(_, t)| t.as_str()).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), n + 1, "a reply was sent twice");
+    assert!(sent.iter().all(|(to, _)| to == "c1"));
+}
+
+#[test]
+fn a_reply_not_yet_due_is_waited_for_and_not_skipped() {
+    let mut w = world();
+    let soon = Timestamp::from_unix_nanos(Timestamp::now().unix_nanos() + 400_000_000).unwrap();
+    w.writer.write_message(&reply("a", "now", None)).unwrap();
+    w.writer
+        .write_message(&reply("b", "later", Some(soon)))
+        .unwrap();
+    w.writer
+        .write_message(&reply("c", "now too", None))
+        .unwrap();
+    assert_eq!(w.delivery.pass(&w.session).unwrap().delivered, 2);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(w.delivery.pass(&w.session).unwrap().delivered, 1);
+    let sent: Vec<String> = w
+        .recorder
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
+    assert_eq!(sent, ["now", "now too", "later"]);
+}
