@@ -253,7 +253,9 @@ fn envelope(
         payload: a.payload.clone().unwrap_or_else(|| json!({})),
         reason: a.reason.clone(),
     };
-    match d.gateway().submit(sub, &by) {
+    // Once per outbound row: a crash between this submit and the row being marked
+    // delivered makes the next pass submit again, which must not ask a human twice.
+    match d.gateway().submit_once(sub, &by, msg.id().as_str()) {
         Ok(record) => {
             tracing::info!(session = %session.id, change = %record.request.id, kind = %kind, "capability change requested by the agent; held for a human");
             Ok(Some(record.request.id.to_string()))

@@ -147,6 +147,37 @@ impl Gateway {
         sub: Submission,
         requested_by: &UserId,
     ) -> Result<ChangeRecord, GatewayError> {
+        self.submit_as(sub, requested_by, mint_change_id()?)
+    }
+
+    /// [`submit`](Self::submit), at most once per `(requested_by, key)`: the change id
+    /// is derived from them, so submitting again — a caller that crashed after the
+    /// submit and before recording that it happened, and retries — returns the change
+    /// already stored (whatever its status now) and records nothing new. Delivery keys
+    /// an agent's request by the outbound row that carried it.
+    pub fn submit_once(
+        &self,
+        sub: Submission,
+        requested_by: &UserId,
+        key: &str,
+    ) -> Result<ChangeRecord, GatewayError> {
+        let id = derived_change_id(requested_by, key)?;
+        if let Some(existing) = self.store.get(&id)? {
+            return Ok(existing);
+        }
+        match self.submit_as(sub, requested_by, id.clone()) {
+            // Submitted meanwhile by another caller with the same key.
+            Err(GatewayError::Store(StoreError::Duplicate(_))) => self.get(&id),
+            other => other,
+        }
+    }
+
+    fn submit_as(
+        &self,
+        sub: Submission,
+        requested_by: &UserId,
+        id: ChangeId,
+    ) -> Result<ChangeRecord, GatewayError> {
         let parsed = payload::parse(sub.kind, &sub.payload).map_err(|e| match e {
             PayloadError::Invalid { .. } | PayloadError::Unsupported(_) => {
                 GatewayError::Invalid(e.to_string())
@@ -171,7 +202,7 @@ impl Gateway {
             }
         }
         let request = ChangeRequest {
-            id: mint_change_id()?,
+            id,
             kind: sub.kind,
             before: apply::before_state(&self.registry, &sub.agent_group_id, &parsed)?,
             agent_group_id: sub.agent_group_id,
@@ -539,6 +570,19 @@ impl Gateway {
 
 /// `chg_` + 32 hex digits from the OS RNG: unguessable, so a change cannot be decided
 /// before it exists.
+/// `chg_` + 128 bits of SHA-256 over the requester and the key: the same shape as a
+/// minted id, so nothing downstream can tell them apart.
+fn derived_change_id(requested_by: &UserId, key: &str) -> Result<ChangeId, GatewayError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"ironclaw submit_once\0");
+    h.update(requested_by.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    let hex = ironclaw_contract::hex::encode(&h.finalize()[..16]);
+    ChangeId::new(format!("chg_{hex}")).map_err(|e| GatewayError::Invalid(e.to_string()))
+}
+
 fn mint_change_id() -> Result<ChangeId, GatewayError> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b)

@@ -97,6 +97,51 @@ fn sandbox_principals_may_submit() {
     assert!(env.group("g1").enabled_tools.is_empty());
 }
 
+#[test]
+fn a_keyed_submission_is_held_once_however_often_it_is_retried() {
+    let env = Env::new();
+    let submit = |key: &str| {
+        env.gw
+            .submit_once(
+                sub(
+                    ChangeKind::EnabledTools,
+                    "g1",
+                    json!({"add": ["read_file"]}),
+                ),
+                &uid(SANDBOX),
+                key,
+            )
+            .unwrap()
+    };
+    let first = submit("out-7");
+    let events = env.events().len();
+    // The retry of a caller that crashed before recording the submit.
+    let again = submit("out-7");
+    assert_eq!(again.request.id, first.request.id);
+    assert_eq!(env.events().len(), events, "a retry records nothing");
+    assert_eq!(env.gw.pending().unwrap().len(), 1);
+    // Still the same change after a human decided it.
+    env.gw
+        .decide(&first.request.id, Outcome::Reject, &uid(ALICE), None)
+        .unwrap();
+    assert_eq!(submit("out-7").status, ChangeStatus::Rejected);
+    // Another key, or the same key from another requester, is another change.
+    assert_ne!(submit("out-8").request.id, first.request.id);
+    let other = env
+        .gw
+        .submit_once(
+            sub(
+                ChangeKind::EnabledTools,
+                "g1",
+                json!({"add": ["read_file"]}),
+            ),
+            &uid(CAROL),
+            "out-7",
+        )
+        .unwrap();
+    assert_ne!(other.request.id, first.request.id);
+}
+
 // ---------------------------------------------------------------------------------
 // 2./3. Approve and reject.
 
