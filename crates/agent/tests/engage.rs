@@ -98,7 +98,9 @@ fn a_shared_session_answers_in_the_thread_the_question_came_from() {
     q.write_message(&threaded).unwrap();
     let mut agent = Agent::new(MockProvider, all_tools());
     let batch = pending(&mut q);
-    agent.engage(&batch, &mut q.clone(), &mut q.clone()).unwrap();
+    agent
+        .engage(&batch, &mut q.clone(), &mut q.clone())
+        .unwrap();
     let rows = outbound_rows(&mut q);
     assert_eq!(
         rows[0].message.route.thread_id.as_deref(),
@@ -114,7 +116,9 @@ fn a_shared_session_answers_in_the_thread_the_question_came_from() {
     .unwrap();
     q.write_message(&threaded).unwrap();
     let batch = pending(&mut q);
-    agent.engage(&batch, &mut q.clone(), &mut q.clone()).unwrap();
+    agent
+        .engage(&batch, &mut q.clone(), &mut q.clone())
+        .unwrap();
     let rows = outbound_rows(&mut q);
     assert_eq!(rows[0].message.route.platform_id.as_deref(), Some("C999"));
     assert_eq!(rows[0].message.route.thread_id, None);
