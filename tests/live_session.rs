@@ -228,10 +228,16 @@ fn a_live_runsc_session_answers_is_relaunched_by_the_sweep_and_reconciled_after_
     );
 
     // SIGKILL the daemon: its container is orphaned; the next daemon reconciles it.
+    let key_dir = HostLayout::new(&live.state).key_dir(&sid);
+    let key_file = ironclaw_session::handoff::KeyHandoff::new(&key_dir, None).key_file();
     d.kill();
     assert!(
         containers(&live.state).contains(&container),
         "the container outlived its daemon"
+    );
+    assert!(
+        key_file.exists(),
+        "the killed daemon left the key handed out"
     );
     let d2 = live.start();
     wait_for(
@@ -239,6 +245,12 @@ fn a_live_runsc_session_answers_is_relaunched_by_the_sweep_and_reconciled_after_
         Duration::from_secs(30),
         || !containers(&live.state).contains(&container),
         || d2.log(),
+    );
+    // ... and withdrew the key the killed daemon had handed to it.
+    assert!(!key_file.exists(), "a key outlived its sandbox");
+    assert!(
+        !ironclaw_session::handoff::is_tmpfs_mount(&key_dir),
+        "the key tmpfs is still mounted"
     );
     let status = ironctl(
         &d2.addr,

@@ -87,8 +87,14 @@ impl Daemon {
             &data_key(&keys, ironclaw_keys::host_files::CHANGE_STORE_DB)?,
         )
         .map_err(|e| err("change store")(e.to_string()))?;
-        let audit =
-            AuditLog::open(&layout.audit_log()).map_err(|e| err("audit log")(e.to_string()))?;
+        let audit = AuditLog::open(&layout.audit_log()).map_err(|e| {
+            let p = layout.audit_log();
+            err("audit log")(format!(
+                "{}: {e}; see what is wrong with `ironctl audit verify --state-dir {}`, then restore the state dir from a backup (`ironctl restore`)",
+                p.display(),
+                state_dir.display()
+            ))
+        })?;
         audit
             .append(AuditEvent::DaemonStarted {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -357,7 +363,10 @@ fn private_dir(dir: &Path) -> Result<(), String> {
     }
     let meta = std::fs::metadata(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
     if !meta.is_dir() {
-        return Err(format!("state dir {} is not a directory", dir.display()));
+        return Err(format!(
+            "state dir {} is not a directory: pass --state-dir a directory (created 0700 if missing), or move the file away",
+            dir.display()
+        ));
     }
     let mode = meta.permissions().mode() & 0o777;
     // 0711 is private too: others may traverse (runsc's unprivileged gofer must reach

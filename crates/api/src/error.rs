@@ -42,9 +42,33 @@ impl ApiError {
             "a valid bearer token is required (Authorization: Bearer <token>; ironctl reads IRONCLAW_API_TOKEN)",
         )
     }
+    /// A failure of the daemon itself (500) — except a full disk under the state dir,
+    /// which is the operator's to fix and passes: 507 `insufficient_storage`.
     pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        if is_disk_full(&message) {
+            return Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!("{message}: the disk under the state dir is full: free space there; the daemon recovers by itself"),
+            );
+        }
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
+}
+
+/// Whether an error (as the stores and the audit log word it) is a full disk: SQLite's
+/// `SQLITE_FULL`, or `ENOSPC`/`EDQUOT` from the OS.
+fn is_disk_full(message: &str) -> bool {
+    [
+        "database or disk is full",
+        "No space left on device",
+        "os error 28)",
+        "Disk quota exceeded",
+        "os error 122)",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl IntoResponse for ApiError {

@@ -33,7 +33,12 @@ pub enum KeyError {
     )]
     LoosePermissions { path: PathBuf, mode: u32 },
 
-    #[error("master key file {p} is {len} bytes long; it must be exactly 32", p = .path.display())]
+    #[error(
+        "master key file {p} is {len} bytes long; it must be exactly 32: put back the \
+         master.key kept with your backups (`ironctl restore --master-key FILE`); without \
+         it nothing in this state dir can be read",
+        p = .path.display()
+    )]
     WrongLength { path: PathBuf, len: u64 },
 
     #[error("{p} is {len} bytes long; the limit is {limit}", p = .path.display())]

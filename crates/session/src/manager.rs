@@ -567,11 +567,20 @@ impl SessionManager {
         for id in &removed {
             tracing::info!(container = %id, "removed a container left by an earlier daemon");
         }
-        // Sessions the registry still calls running have no agent now.
+        // Sessions the registry still calls running have no agent now, and no session
+        // has one: a key an earlier daemon handed to a sandbox and never withdrew (it
+        // was killed) must not outlive that sandbox on the host's tmpfs.
         for s in self.registry.sessions()? {
             if s.status == SessionStatus::Running {
                 self.registry
                     .set_session_status(&s.id, SessionStatus::Stopped)?;
+            }
+            let handoff = KeyHandoff::new(
+                self.config.layout.key_dir(&s.id),
+                self.config.ownership.owner(),
+            );
+            if let Err(e) = handoff.withdraw() {
+                tracing::warn!(session = %s.id, error = %e, "could not withdraw a key left by an earlier daemon");
             }
         }
         Ok(removed)

@@ -137,9 +137,21 @@ pub async fn send(
                 })
                 .map_err(|e| ApiError::internal(format!("audit log: {e}")))?;
         }
-        let mg = registry.write(|tx| {
-            tx.get_or_create_messaging_group(WEB, &conv, None, false, UnknownSenderPolicy::Strict)
-        })?;
+        // A read first: every message but a conversation's first finds its group, and
+        // the create path takes the registry's write lock, which a busy console would
+        // otherwise contend on for every message.
+        let mg = match registry.find_messaging_group(WEB, &conv, None)? {
+            Some(mg) => mg,
+            None => registry.write(|tx| {
+                tx.get_or_create_messaging_group(
+                    WEB,
+                    &conv,
+                    None,
+                    false,
+                    UnknownSenderPolicy::Strict,
+                )
+            })?,
+        };
         if !registry
             .wirings_for(&mg.id)?
             .iter()
