@@ -479,11 +479,19 @@ where
         // already present) — while a batch grown by newer messages would keep the old
         // key, find its reply already written for the smaller batch, and complete the
         // newer messages unanswered.
+        // Only while that batch can still engage: if the host has since retired its
+        // triggering message (a cancelled task), its leftovers are stale claims that
+        // wait, like any unclaimed message, for the next trigger — pinning them would
+        // starve everything newer.
         let pending: Vec<MessageId> = todo.iter().map(|m| m.id().clone()).collect();
         match self.outbound.claimed_among(&pending) {
             Ok(claimed) if !claimed.is_empty() => {
                 let claimed: HashSet<MessageId> = claimed.into_iter().collect();
-                todo.retain(|m| claimed.contains(m.id()));
+                let engages =
+                    |m: &MessageIn| m.message.trigger || m.message.process_after.is_some();
+                if todo.iter().any(|m| claimed.contains(m.id()) && engages(m)) {
+                    todo.retain(|m| claimed.contains(m.id()));
+                }
             }
             Ok(_) => {}
             Err(e) => return self.queue_failure(&e),

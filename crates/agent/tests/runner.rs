@@ -197,6 +197,41 @@ fn a_batch_cut_short_by_a_crash_is_engaged_again_alone_and_nothing_is_left_unans
 }
 
 #[test]
+fn a_claimed_batch_whose_trigger_was_withdrawn_does_not_starve_newer_messages() {
+    let s = Session::new();
+    let mut host = s.host_in();
+    host.write_message(&message("c1", "context", false))
+        .unwrap();
+    host.write_message(&message("t1", "a task", true)).unwrap();
+    // An attempt claimed [c1, t1] and died; the host then withdrew t1 (a cancelled
+    // task is retired).
+    let mut crashed =
+        EncryptedOutboundWriter::open(&s.layout.outbound_db(&s.sid), &s.cipher).unwrap();
+    crashed
+        .mark_processing(&[MessageId::new("c1").unwrap(), MessageId::new("t1").unwrap()])
+        .unwrap();
+    drop(crashed);
+    host.retire(&[MessageId::new("t1").unwrap()]).unwrap();
+    host.write_message(&message("m3", "now answer", true))
+        .unwrap();
+
+    let mut restarted = s.poll_loop(MockProvider, NoDoorbell, fast());
+    assert!(
+        matches!(restarted.step(), Step::Engaged { .. }),
+        "the stale claim must not hold the newer message back"
+    );
+    let replies: Vec<String> = s
+        .outbound()
+        .into_iter()
+        .map(|m| m.message.content)
+        .collect();
+    assert_eq!(replies, ["mock: context\n\nnow answer"]);
+    let mut done = s.completed();
+    done.sort();
+    assert_eq!(done, ["c1", "m3"]);
+}
+
+#[test]
 fn non_triggering_messages_wait_for_a_trigger_and_go_together() {
     let s = Session::new();
     let mut host = s.host_in();

@@ -27,7 +27,7 @@ pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ironclaw_contract::enums::{MessageKind, Status};
 use ironclaw_contract::ids::{MessageId, SessionId};
@@ -94,7 +94,13 @@ struct SessionCursor {
     acks: Option<AckCursor>,
     /// Every outbound row with a seq at or below this one is finished.
     outbound_seq: i64,
+    /// Where a pass that ran out of time stopped.
+    resume_after: Option<i64>,
 }
+
+/// How long one pass may deliver for one session before the loop moves on to the
+/// others (the rest of its backlog waits for the next pass, at most a poll away).
+pub const PASS_BUDGET: Duration = Duration::from_secs(2);
 
 pub struct Delivery {
     manager: Arc<SessionManager>,
@@ -196,10 +202,18 @@ impl Delivery {
         // outbound file, and a session with more than a page of replies (`MAX_BATCH`)
         // saw only its first page: nothing after it was ever delivered.
         let now = Timestamp::now();
-        let start = self.cursor_lock().get(sid).map_or(0, |c| c.outbound_seq);
-        let mut after = start;
+        let (start, resume) = self
+            .cursor_lock()
+            .get(sid)
+            .map_or((0, None), |c| (c.outbound_seq, c.resume_after));
+        // A pass that ran out of time goes on where it stopped; the cursor advances
+        // only in passes that read from it, which see the rows after it in order.
+        let mut after = resume.filter(|r| *r > start).unwrap_or(start);
+        let from_cursor = after == start;
         let mut finished_to = start;
-        loop {
+        let deadline = Instant::now() + PASS_BUDGET;
+        let mut resume_after = None;
+        'pages: loop {
             let batch = outbound.due_messages(now, after)?;
             let full = batch.rows.len() + batch.rejected.len() >= MAX_BATCH;
             for rej in &batch.rejected {
@@ -217,17 +231,25 @@ impl Delivery {
             }
             let last_seq = batch.rows.last().map(|m| m.seq);
             for msg in batch.rows {
+                // Other sessions wait while this one delivers (sends are paced per
+                // destination): a long backlog is taken in slices.
+                if Instant::now() >= deadline {
+                    resume_after = Some(after);
+                    break 'pages;
+                }
                 // Seqs the sandbox mints are consecutive odd numbers; the cursor moves
                 // only along an unbroken run of finished rows, so a row not yet due (or a
                 // gap a hostile agent made) holds it back, never skips it.
-                let next_in_run = msg.seq == finished_to + 2 || (finished_to == 0 && msg.seq == 1);
+                let next_in_run = from_cursor
+                    && (msg.seq == finished_to + 2 || (finished_to == 0 && msg.seq == 1));
                 let finished = self.deliver_row(sid, &session, &msg, &mut inbound, &mut report)?;
                 if finished && next_in_run {
                     finished_to = msg.seq;
                 }
+                after = msg.seq;
             }
             match last_seq {
-                Some(seq) if full && seq > after => after = seq,
+                Some(seq) if full && seq >= after => after = seq,
                 Some(_) | None if full => {
                     tracing::warn!(session = %sid, "a full page of outbound rows that do not decode; later rows wait for the next pass");
                     break;
@@ -235,12 +257,10 @@ impl Delivery {
                 _ => break,
             }
         }
-        if finished_to != start {
-            self.cursor_lock()
-                .entry(sid.clone())
-                .or_default()
-                .outbound_seq = finished_to;
-        }
+        let mut cursors = self.cursor_lock();
+        let c = cursors.entry(sid.clone()).or_default();
+        c.outbound_seq = c.outbound_seq.max(finished_to);
+        c.resume_after = resume_after;
         Ok(report)
     }
 

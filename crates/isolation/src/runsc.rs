@@ -450,7 +450,17 @@ impl RunscIsolator {
             Some(stderr) => drain(stderr, CONSOLE_TAIL),
             None => Arc::new(Mutex::new(Tail::new(0))),
         };
-        let status = self.wait_child(&mut child, sub.op(), id.as_str())?;
+        let status = match self.wait_child(&mut child, sub.op(), id.as_str()) {
+            Ok(status) => status,
+            Err(e) => {
+                // A runsc that hung or vanished may have got the container far enough
+                // to run: take it down, or it would run unmanaged and every later
+                // launch of the session would find it "already running".
+                let _ = self.delete(id);
+                let _ = remove_bundle(&bundle);
+                return Err(e);
+            }
+        };
         if !status.success() {
             // The sandbox did not come up, so nothing else holds the pipe: wait briefly
             // for the reader to see its end, then report what runsc said.

@@ -811,3 +811,40 @@ fn an_unprepared_host_is_refused_before_runsc_runs() {
     assert!(iso.list().unwrap().is_empty());
     assert!(!iso.bundle_dir(spec.container_id()).exists());
 }
+
+#[test]
+fn a_launch_whose_runsc_hangs_is_taken_down_not_left_running() {
+    if !live() {
+        return;
+    }
+    let f = Fixture::new("hang");
+    // runsc as a wrapper: everything passes through except `run`, which hangs after
+    // starting nothing, and `delete`, which is recorded before it passes through.
+    let deleted = f.dir.path().join("deleted");
+    let fake = f.dir.path().join("runsc-hangs");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in run) exec sleep 30;; delete) echo \"$*\" >> {};; esac; done\nexec runsc \"$@\"\n",
+            deleted.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = f.config();
+    cfg.binary = fake;
+    cfg.command_timeout = Duration::from_millis(500);
+    let iso = RunscIsolator::new(cfg).unwrap();
+    let spec = f.spec(&[AGENT, "sleep"]);
+    let id = spec.container_id().clone();
+    match iso.launch(&spec) {
+        Err(RunscError::Timeout { op: "run", .. }) => {}
+        other => panic!("expected a run timeout, got {other:?}"),
+    }
+    let log = fs::read_to_string(&deleted).unwrap_or_default();
+    assert!(
+        log.contains(id.as_str()),
+        "the timed-out launch was not deleted: {log:?}"
+    );
+    assert!(!iso.bundle_dir(&id).exists(), "the bundle was left behind");
+}

@@ -14,17 +14,24 @@ use ironclaw_contract::ids::{MessageId, MessagingGroupId};
 use ironclaw_contract::time::Timestamp;
 use sha2::{Digest, Sha256};
 
-/// The row id of a platform message in a messaging group: the same on every delivery
-/// of it, so a session's queue refuses a redelivery as a duplicate id even after the
-/// router's memory of recent messages is gone (a restart, the window, eviction).
-/// `inp_` + the first 128 bits of SHA-256 over the group id, a NUL and the platform's
-/// id, in hex. Group ids contain no NUL, so two groups never share an input.
+/// The row id of a platform message, as one wiring routes it: the same on every
+/// delivery of the message, so a session's queue refuses a redelivery as a duplicate id
+/// even after the router's memory of recent messages is gone (a restart, the window,
+/// eviction). Per wiring, as rows were before: two wirings that share a session each
+/// write their own row (one may accumulate while the other engages), and two agent
+/// groups answering one message never share a reply id.
+/// `inp_` + the first 128 bits of SHA-256 over the messaging group id, the wiring id and
+/// the platform's id, NUL-separated, in hex. Ids contain no NUL, so inputs never
+/// collide.
 pub(crate) fn for_platform(
     mg: &MessagingGroupId,
+    wiring: &str,
     platform_message_id: &str,
 ) -> Result<MessageId, String> {
     let mut h = Sha256::new();
     h.update(mg.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(wiring.as_bytes());
     h.update([0u8]);
     h.update(platform_message_id.as_bytes());
     let hex = ironclaw_contract::hex::encode(&h.finalize()[..16]);

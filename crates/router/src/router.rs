@@ -298,7 +298,7 @@ impl Router {
         let now = Timestamp::now();
         let id = match cx.checked.platform_message_id {
             Some(pmid) => {
-                message_id::for_platform(&cx.mg.id, pmid).map_err(StopCause::MessageId)?
+                message_id::for_platform(&cx.mg.id, &w.id, pmid).map_err(StopCause::MessageId)?
             }
             None => self.ids.mint(now).map_err(StopCause::Rng)?,
         };

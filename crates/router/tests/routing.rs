@@ -835,6 +835,47 @@ fn with_the_retry_window_off_the_queue_still_refuses_a_redelivery() {
 }
 
 #[test]
+fn wirings_sharing_a_session_each_write_their_row_and_the_engaging_one_wakes_it() {
+    let env = Env::new();
+    let mg = env.mg("C1", Strict);
+    // Higher priority: accumulates (the message does not mention the agent).
+    env.wire({
+        let mut w = mention(wiring("w1", &mg, "g1"), EngageMode::Mention);
+        w.ignored_message_policy = IgnoredMessagePolicy::Accumulate;
+        w.priority = 5;
+        w
+    });
+    // Lower priority, same agent group and so the same shared session: engages.
+    env.wire(wiring("w2", &mg, "g1"));
+    // A second agent group on the same chat.
+    env.wire(wiring("w3", &mg, "g2"));
+    let mut ev = event("alice", "hello");
+    ev.platform_message_id = Some("m1".into());
+    let r = env.router.route_inbound(&ev).unwrap();
+    assert_eq!(
+        reasons(&r),
+        [Reason::Accumulated, Reason::Engaged, Reason::Engaged]
+    );
+    assert_eq!(r.outcomes[0].session_id, r.outcomes[1].session_id);
+    assert_eq!(r.wake.len(), 2, "both agent groups' sessions are woken");
+    let ids: std::collections::HashSet<_> =
+        r.outcomes.iter().map(|o| o.message_id.clone()).collect();
+    assert_eq!(ids.len(), 3, "each wiring's row has its own id: {ids:?}");
+    assert_eq!(env.sink.rows().len(), 3);
+    // Redelivered: every wiring finds its own row already queued.
+    let again = env
+        .new_router(RouterConfig::default())
+        .route_inbound(&ev)
+        .unwrap();
+    assert!(again
+        .outcomes
+        .iter()
+        .all(|o| o.reason == Reason::AlreadyQueued));
+    assert!(again.wake.is_empty());
+    assert_eq!(env.sink.rows().len(), 3);
+}
+
+#[test]
 fn a_redelivery_after_a_restart_is_refused_by_the_queue() {
     let env = Env::new();
     let mg = env.mg("C1", Strict);
