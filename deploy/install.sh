@@ -145,11 +145,42 @@ if [ -z "$API_ADDR" ]; then
         note "loopback $API_ADDR (no Tailscale: reach it from this host, or over an SSH tunnel)"
     fi
 fi
-case "$API_ADDR" in
-0.0.0.0:* | "[::]:"* | :*) die "--api-addr $API_ADDR listens on every interface; use the tailnet IP or 127.0.0.1" ;;
-*:[0-9]*) ;;
-*) die "--api-addr $API_ADDR: expected IP:PORT" ;;
-esac
+# Strict: the value is written into the env file, so nothing but an IPv4 or a
+# bracketed IPv6 address and a port gets through (no `|`, `&`, spaces or newlines).
+# %q: a refused value is shown escaped, never printed raw to the terminal.
+[[ "$API_ADDR" =~ ^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9a-fA-F:]+\]):([0-9]{1,5})$ ]] ||
+    die "--api-addr $(printf %q "$API_ADDR"): expected IPv4:PORT or [IPv6]:PORT, e.g. 127.0.0.1:$API_PORT"
+api_ip="${API_ADDR%:*}"
+api_port="${BASH_REMATCH[3]}"
+[ $((10#$api_port)) -ge 1 ] && [ $((10#$api_port)) -le 65535 ] ||
+    die "--api-addr $API_ADDR: the port must be 1-65535"
+api_public=1
+if [[ "$api_ip" == \[* ]]; then
+    h="${api_ip#[}"
+    h="${h%]}"
+    h="${h,,}"
+    [[ ! "$h" =~ ^[0:]+$ ]] || die "--api-addr $API_ADDR listens on every interface; use the tailnet IP or 127.0.0.1"
+    # Loopback (::1) or unique local (fc00::/7, which holds Tailscale's fd7a:115c:a1e0::/48).
+    if [[ "$h" =~ ^[0:]*:0*1$ || "$h" =~ ^f[cd][0-9a-f]{2}: ]]; then api_public=0; fi
+else
+    IFS=. read -r o1 o2 o3 o4 <<<"$api_ip"
+    for o in "$o1" "$o2" "$o3" "$o4"; do
+        # No leading zeros: the daemon refuses them (they read as octal elsewhere).
+        [[ "$o" =~ ^(0|[1-9][0-9]*)$ ]] && [ "$o" -le 255 ] ||
+            die "--api-addr $API_ADDR: $api_ip is not an IPv4 address"
+    done
+    [ "$api_ip" != 0.0.0.0 ] || die "--api-addr $API_ADDR listens on every interface; use the tailnet IP or 127.0.0.1"
+    # Loopback, RFC 1918, or 100.64.0.0/10 (carrier-grade NAT: Tailscale's range).
+    if [ "$o1" = 127 ] || [ "$o1" = 10 ] ||
+        { [ "$o1" = 172 ] && [ "$o2" -ge 16 ] && [ "$o2" -le 31 ]; } ||
+        { [ "$o1" = 192 ] && [ "$o2" = 168 ]; } ||
+        { [ "$o1" = 100 ] && [ "$o2" -ge 64 ] && [ "$o2" -le 127 ]; }; then
+        api_public=0
+    fi
+fi
+if [ "$api_public" = 1 ]; then
+    echo "install.sh: WARNING: --api-addr $API_ADDR is not a loopback, private (RFC 1918), tailnet (100.64.0.0/10) or unique local address: the API may be reachable from the internet. Prefer the tailnet IP or 127.0.0.1." >&2
+fi
 
 # --- Binaries ------------------------------------------------------------------------
 say "binaries"
@@ -192,7 +223,14 @@ elif [ "$DRY_RUN" = 1 ]; then
     echo "    [dry-run] write $ENV_FILE (0600) from ironclaw.env.example with IRONCLAW_API_ADDR=$API_ADDR"
 else
     tmp="$(mktemp "$CONF_DIR/.ironclaw.env.XXXXXX")"
-    sed "s|^IRONCLAW_API_ADDR=.*|IRONCLAW_API_ADDR=$API_ADDR|" "$here/ironclaw.env.example" >"$tmp"
+    # The example, with its IRONCLAW_API_ADDR line replaced by the validated address
+    # (printed as data: no sed expression is built from it).
+    while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in
+        IRONCLAW_API_ADDR=*) printf 'IRONCLAW_API_ADDR=%s\n' "$API_ADDR" ;;
+        *) printf '%s\n' "$line" ;;
+        esac
+    done <"$here/ironclaw.env.example" >"$tmp"
     chmod 0600 "$tmp"
     mv -f "$tmp" "$ENV_FILE"
     note "$ENV_FILE (0600): add your provider key and channel secrets there"

@@ -134,11 +134,14 @@ fn a_backup_taken_while_agents_work_restores_into_a_working_daemon() {
     .json();
     let session = sessions["sessions"][0]["id"].as_str().unwrap().to_owned();
 
-    // What an agent can leave in its workspace: a file, a symlink out of it, a FIFO.
-    // The backup copies the file, keeps the symlink as a symlink (never its target's
-    // content) and skips the FIFO without hanging.
+    // What an agent can leave in its workspace: a file, a symlink out of it, a FIFO,
+    // a `*.db` beside a journal that never goes away. The backup copies the file,
+    // keeps the symlink as a symlink (never its target's content), skips the FIFO
+    // without hanging, and copies the `*.db` as the plain file it is.
     let workspace = live.state.join("groups/dev-agent/workspace");
     std::fs::write(workspace.join("notes.txt"), b"agent notes").unwrap();
+    std::fs::write(workspace.join("trap.db"), b"not a database").unwrap();
+    std::fs::write(workspace.join("trap.db-journal"), b"held forever").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", workspace.join("escape")).unwrap();
     assert!(Command::new("mkfifo")
         .arg(workspace.join("pipe"))
@@ -214,6 +217,18 @@ fn a_backup_taken_while_agents_work_restores_into_a_working_daemon() {
         "{listing}"
     );
     assert!(!listing.contains("workspace/pipe"), "{listing}");
+    assert!(
+        listing.contains("groups/dev-agent/workspace/trap.db\n"),
+        "{listing}"
+    );
+    // The master key is archived from memory; no staging copy of it is left behind.
+    assert!(listing.contains("\nmaster.key\n"), "{listing}");
+    let staging_left: Vec<_> = std::fs::read_dir(live.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".staging-"))
+        .collect();
+    assert!(staging_left.is_empty(), "staging left behind");
     // A second backup never overwrites the first.
     let again = local(&[
         "backup",

@@ -319,12 +319,36 @@ fn a_dry_run_changes_nothing() {
 #[test]
 fn install_refuses_every_interface_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    for addr in ["0.0.0.0:8787", "[::]:8787", "localhost"] {
+    for addr in [
+        "0.0.0.0:8787",
+        "[::]:8787",
+        "[0:0::0]:8787",
+        "localhost",
+        ":8787",
+        // The address is written into the env file: nothing that could break out of
+        // its line (or out of a substitution) gets that far.
+        "127.0.0.1:80|x",
+        "1.2.3.4:80&",
+        "127.0.0.1:8787\nIRONCLAW_INJECTED=1",
+        "127.0.0.1:8787 ",
+        "127.0.0.1:8787#",
+        // Not an address the daemon would accept.
+        "01.2.3.4:8787",
+        "256.1.1.1:8787",
+        "1.2.3.4:0",
+        "1.2.3.4:65536",
+        "[::1]",
+    ] {
         let out = install_into(dir.path(), &["--api-addr", addr]);
-        assert!(!out.status.success(), "{addr} accepted: {}", show(&out));
+        assert!(!out.status.success(), "{addr:?} accepted: {}", show(&out));
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("--api-addr"),
-            "{}",
+            "{addr:?}: {}",
+            show(&out)
+        );
+        assert!(
+            !dir.path().join("usr").exists() && !dir.path().join("etc").exists(),
+            "{addr:?} was refused only after installing: {}",
             show(&out)
         );
     }
@@ -344,4 +368,29 @@ fn install_refuses_every_interface_and_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("crt-static"));
     // Nothing was installed by the refused runs.
     assert!(!dir.path().join("usr").exists(), "{}", show(&out));
+}
+
+/// A routable address is allowed (a host may have no other), but said to be one; a
+/// loopback, private, tailnet or unique local address is not.
+#[test]
+fn install_warns_about_a_public_api_address() {
+    let dir = tempfile::tempdir().unwrap();
+    for (addr, public) in [
+        ("8.8.8.8:8787", true),
+        ("172.32.0.1:8787", true),
+        ("100.128.0.1:8787", true),
+        ("[2001:db8::1]:8787", true),
+        ("127.0.0.1:8787", false),
+        ("10.1.2.3:8787", false),
+        ("172.16.0.1:8787", false),
+        ("192.168.1.2:8787", false),
+        ("100.100.1.2:8787", false),
+        ("[::1]:8787", false),
+        ("[fd7a:115c:a1e0::1]:8787", false),
+    ] {
+        let out = install_into(dir.path(), &["--api-addr", addr, "--dry-run"]);
+        assert!(out.status.success(), "{addr}: {}", show(&out));
+        let warned = String::from_utf8_lossy(&out.stderr).contains("WARNING");
+        assert_eq!(warned, public, "{addr}: {}", show(&out));
+    }
 }

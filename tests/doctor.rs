@@ -11,11 +11,18 @@ use ironclaw_e2e::{ironctl, Ctl};
 use serde_json::Value;
 
 fn doctor(addr: &str, token: Option<&str>, state: &std::path::Path) -> (Ctl, Value) {
-    let out = ironctl(
-        addr,
-        token,
-        &["--json", "doctor", "--state-dir", state.to_str().unwrap()],
-    );
+    doctor_with(addr, token, state, &[])
+}
+
+fn doctor_with(
+    addr: &str,
+    token: Option<&str>,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> (Ctl, Value) {
+    let mut args = vec!["--json", "doctor", "--state-dir", state.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = ironctl(addr, token, &args);
     let v = out.json();
     // Exit 1 exactly when something failed.
     let failed = v["summary"]["fail"].as_u64().unwrap();
@@ -48,7 +55,18 @@ fn doctor_passes_a_healthy_dev_daemon_and_fails_what_is_broken() {
     let d = live.start_dev(&[]);
     let token = d.dev_token();
 
-    let (out, v) = doctor(&d.addr, Some(&token), &live.state);
+    // The daemon's env file names its bind address: a loopback URL is then known to
+    // be all there is.
+    let env = live.dir.path().join("ironclaw.env");
+    let bind = d.addr.trim_start_matches("http://").trim_end_matches('/');
+    std::fs::write(&env, format!("IRONCLAW_API_ADDR={bind}\n")).unwrap();
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (out, v) = doctor_with(
+        &d.addr,
+        Some(&token),
+        &live.state,
+        &["--env-file", env.to_str().unwrap()],
+    );
     for name in [
         "daemon",
         "runsc",
@@ -57,12 +75,22 @@ fn doctor_passes_a_healthy_dev_daemon_and_fails_what_is_broken() {
         "state files",
         "api address",
         "tls or tailnet",
+        "env file",
         "sandbox image",
         "audit chain",
         "clock",
     ] {
         assert_eq!(level(&v, name), "pass", "{name}: {}", out.stdout);
     }
+    // Without it, a loopback URL says nothing about what else the daemon listens on.
+    let (_, v) = doctor(&d.addr, Some(&token), &live.state);
+    // (Unless this host has a daemon env file, or the variable, of its own.)
+    if std::fs::metadata("/etc/ironclaw/ironclaw.env").is_err()
+        && std::env::var_os("IRONCLAW_API_ADDR").is_none()
+    {
+        assert_eq!(level(&v, "api address"), "warn", "{v}");
+    }
+    assert_eq!(level(&v, "tls or tailnet"), "pass");
     // --dev has only the mock provider: a warning, not a failure.
     assert_eq!(level(&v, "model provider"), "warn");
     assert!(check(&v, "model provider")["fix"]

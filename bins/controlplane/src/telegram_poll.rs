@@ -19,6 +19,15 @@
 //!   404 (a revoked or wrong token) need an operator and are logged as errors.
 //! - An event the router refuses as invalid is skipped with a warning: retrying it can
 //!   never succeed, and holding its batch back would make the bot deaf for good.
+//! - **One stuck update does not block the rest.** A routing failure that lasts (a
+//!   session whose key is missing, a wiring whose registry row cannot be read) makes
+//!   every refetch fail at the same update. After [`STUCK_ATTEMPTS`] failures of the
+//!   same update in a row (about 15 s of back-off), it is given up: logged as an
+//!   error naming the update, its chat message and the cause, and acknowledged (the
+//!   offset moves past it), so the updates after it flow again. That message is lost
+//!   for the wirings that had not queued it — the price of not going deaf; a
+//!   failure that is not about one update (the whole registry down) skips one update
+//!   per [`STUCK_ATTEMPTS`] tries, each one logged.
 //! - **Its own thread**, not a tokio blocking task: a long poll blocks for up to
 //!   [`POLL_TIMEOUT`] + 10 s and cannot be interrupted, and the runtime waits for its
 //!   blocking tasks when it shuts down. [`TelegramPolling::stop`] waits only while a
@@ -48,6 +57,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// How long [`TelegramPolling::stop`] waits for a batch being routed or confirmed.
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// Routing attempts of one update, failing in a row, before it is skipped so that the
+/// updates after it are routed (the back-off between them: 1 + 2 + 4 + 8 s).
+pub const STUCK_ATTEMPTS: u32 = 5;
 
 /// Why polling could not start.
 #[derive(Debug)]
@@ -161,6 +173,7 @@ impl Worker {
         let mut backoff = MIN_BACKOFF;
         // The offset of the last getUpdates Telegram answered: what it has confirmed.
         let mut confirmed: Option<i64> = None;
+        let mut stuck = Stuck::default();
         loop {
             if self.stopped() {
                 break;
@@ -192,14 +205,32 @@ impl Worker {
                 continue;
             }
             log_skipped(&batch);
-            let (wake, result) = route_batch(&self.router, &batch.events);
+            let (wake, after) = route_polled(&self.router, &batch, &mut stuck);
             self.wake(wake);
-            match result {
-                Ok(()) => {
+            match after {
+                AfterRouting::Queued => {
                     self.poller.acknowledge(&batch);
                     backoff = MIN_BACKOFF;
                 }
-                Err(e) => {
+                AfterRouting::Skip {
+                    update_id,
+                    platform_message,
+                    error,
+                } => {
+                    tracing::error!(
+                        update_id,
+                        message = platform_message.as_deref().unwrap_or("-"),
+                        attempts = STUCK_ATTEMPTS,
+                        error = %error,
+                        "telegram: a polled update could not be queued, again and again; skipped (not delivered to the wirings that had not queued it) so that later updates flow"
+                    );
+                    self.poller.acknowledge(&PollBatch {
+                        next_offset: update_id.checked_add(1),
+                        ..PollBatch::default()
+                    });
+                    backoff = MIN_BACKOFF;
+                }
+                AfterRouting::Retry(e) => {
                     let wait = next_backoff(&mut backoff);
                     tracing::error!(error = %e, retry_in_secs = wait.as_secs(), "telegram: queuing a polled batch failed; it will be fetched again");
                     if self.sleep(wait) {
@@ -238,14 +269,78 @@ impl Worker {
     }
 }
 
+/// Consecutive routing failures of one update.
+#[derive(Debug, Default)]
+struct Stuck {
+    update_id: Option<i64>,
+    failures: u32,
+}
+
+impl Stuck {
+    /// Counts a failure of `update_id` (a failure of another update starts over); true
+    /// once it has failed [`STUCK_ATTEMPTS`] times in a row.
+    fn failed(&mut self, update_id: i64) -> bool {
+        if self.update_id != Some(update_id) {
+            self.update_id = Some(update_id);
+            self.failures = 0;
+        }
+        self.failures += 1;
+        self.failures >= STUCK_ATTEMPTS
+    }
+}
+
+/// What to do with a polled batch once it went through the router.
+#[derive(Debug)]
+enum AfterRouting {
+    /// Every event is queued (or refused as invalid): acknowledge the batch.
+    Queued,
+    /// Fetch the batch again after a back-off.
+    Retry(RouteError),
+    /// `update_id` failed [`STUCK_ATTEMPTS`] times in a row: acknowledge up to and
+    /// including it (the events before it are queued), and fetch what follows.
+    Skip {
+        update_id: i64,
+        platform_message: Option<String>,
+        error: RouteError,
+    },
+}
+
+/// Routes a polled batch ([`route_batch`]) and decides, counting in `stuck`, whether
+/// a failure is retried or its update given up.
+fn route_polled(
+    router: &Router,
+    batch: &PollBatch,
+    stuck: &mut Stuck,
+) -> (Vec<SessionId>, AfterRouting) {
+    let (wake, result) = route_batch(router, &batch.events);
+    let after = match result {
+        Ok(()) => {
+            *stuck = Stuck::default();
+            AfterRouting::Queued
+        }
+        Err((i, error)) => match batch.event_updates.get(i) {
+            Some(&update_id) if stuck.failed(update_id) => {
+                *stuck = Stuck::default();
+                AfterRouting::Skip {
+                    update_id,
+                    platform_message: batch.events[i].platform_message_id.clone(),
+                    error,
+                }
+            }
+            _ => AfterRouting::Retry(error),
+        },
+    };
+    (wake, after)
+}
+
 /// Routes every event of a batch in order. Returns the sessions to wake (each once)
-/// and whether the batch is fully queued; on `Err` the events from the failed one on
-/// were not (the ones before it are remembered by the router and dropped as
-/// duplicates when the batch comes again).
+/// and whether the batch is fully queued; on `Err` (the index of the failed event,
+/// why) the events from the failed one on were not (the ones before it are
+/// remembered by the router and dropped as duplicates when the batch comes again).
 fn route_batch(
     router: &Router,
     events: &[InboundEvent],
-) -> (Vec<SessionId>, Result<(), RouteError>) {
+) -> (Vec<SessionId>, Result<(), (usize, RouteError)>) {
     let mut wake: Vec<SessionId> = Vec::new();
     let mut add = |sessions: Vec<SessionId>| {
         for s in sessions {
@@ -254,7 +349,7 @@ fn route_batch(
             }
         }
     };
-    for event in events {
+    for (i, event) in events.iter().enumerate() {
         match router.route_inbound(event) {
             Ok(report) => {
                 let reasons: Vec<String> = report.outcomes.iter().map(|o| o.to_string()).collect();
@@ -266,9 +361,9 @@ fn route_batch(
             }
             Err(RouteError::Stopped { partial, cause }) => {
                 add(partial.wake.clone());
-                return (wake, Err(RouteError::Stopped { partial, cause }));
+                return (wake, Err((i, RouteError::Stopped { partial, cause })));
             }
-            Err(e) => return (wake, Err(e)),
+            Err(e) => return (wake, Err((i, e))),
         }
     }
     (wake, Ok(()))
@@ -317,6 +412,175 @@ fn log_skipped(batch: &PollBatch) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use ironclaw_audit::AuditLog;
+    use ironclaw_contract::enums::{
+        EngageMode, IgnoredMessagePolicy, Provenance, SenderScope, SessionMode, UnknownSenderPolicy,
+    };
+    use ironclaw_contract::ids::AgentGroupId;
+    use ironclaw_contract::rows::NewMessageIn;
+    use ironclaw_gateway::{Chain, ChangeStore, Gateway};
+    use ironclaw_registry::{AgentGroup, Registry, Wiring};
+    use ironclaw_router::{Appended, InboundSink, RouterConfig, SinkError};
+    use std::sync::Mutex;
+
+    /// Queues every row except one whose text contains "poison" (a session that can
+    /// never be written, say).
+    #[derive(Default)]
+    struct PoisonSink {
+        rows: Mutex<Vec<String>>,
+    }
+
+    impl InboundSink for PoisonSink {
+        fn append(&self, _: &SessionId, msg: &NewMessageIn) -> Result<Appended, SinkError> {
+            if msg.content.contains("poison") {
+                return Err(SinkError::new(
+                    "unseal the session key",
+                    std::io::Error::other("key missing"),
+                ));
+            }
+            self.rows.lock().unwrap().push(msg.content.clone());
+            Ok(Appended::New)
+        }
+    }
+
+    /// A router whose `telegram` chats `1` and `2` are wired to one agent group.
+    fn router(dir: &std::path::Path, sink: Arc<PoisonSink>) -> Router {
+        let registry = Arc::new(Registry::in_memory());
+        let group = AgentGroupId::new("g1").unwrap();
+        registry
+            .create_agent_group(AgentGroup::new(group.clone(), "group", "mock", ""))
+            .unwrap();
+        for chat in ["1", "2"] {
+            let mg = registry
+                .get_or_create_messaging_group(
+                    "telegram",
+                    chat,
+                    None,
+                    true,
+                    UnknownSenderPolicy::Public,
+                )
+                .unwrap();
+            registry
+                .put_wiring(Wiring {
+                    id: format!("w{chat}"),
+                    messaging_group_id: mg.id,
+                    agent_group_id: group.clone(),
+                    engage_mode: EngageMode::Pattern,
+                    engage_pattern: Some(".".into()),
+                    sender_scope: SenderScope::All,
+                    ignored_message_policy: IgnoredMessagePolicy::Drop,
+                    session_mode: SessionMode::Shared,
+                    priority: 0,
+                })
+                .unwrap();
+        }
+        let audit = Arc::new(AuditLog::open(&dir.join("audit.jsonl")).unwrap());
+        let gateway = Arc::new(Gateway::new(
+            ChangeStore::in_memory().unwrap(),
+            registry,
+            audit,
+            Chain::standard(dir.join("mounts")),
+        ));
+        Router::new(gateway, sink, RouterConfig::default())
+    }
+
+    fn event(chat: &str, message: i64, text: &str) -> InboundEvent {
+        InboundEvent {
+            channel_type: "telegram".into(),
+            platform_id: chat.into(),
+            instance: None,
+            thread_id: None,
+            sender_handle: "7".into(),
+            text: text.into(),
+            mentioned: true,
+            provenance: Provenance::Verified,
+            platform_message_id: Some(format!("{chat}:{message}")),
+        }
+    }
+
+    fn batch(events: Vec<(i64, InboundEvent)>) -> PollBatch {
+        let next_offset = events.iter().map(|(u, _)| u + 1).max();
+        let (event_updates, events) = events.into_iter().unzip();
+        PollBatch {
+            events,
+            event_updates,
+            next_offset,
+            ..PollBatch::default()
+        }
+    }
+
+    /// A lasting failure of one update (a sink error for its session) is retried
+    /// [`STUCK_ATTEMPTS`] times, then given up and acknowledged past, so the updates
+    /// after it are routed; before, every refetch failed at it and the bot went deaf.
+    #[test]
+    fn an_update_that_keeps_failing_is_skipped_and_later_ones_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(PoisonSink::default());
+        let router = router(dir.path(), sink.clone());
+        let first = batch(vec![
+            (10, event("1", 100, "hello")),
+            (11, event("1", 101, "poison")),
+            (12, event("2", 200, "after")),
+        ]);
+        let mut stuck = Stuck::default();
+        for attempt in 1..STUCK_ATTEMPTS {
+            let (_, after) = route_polled(&router, &first, &mut stuck);
+            assert!(
+                matches!(after, AfterRouting::Retry(RouteError::Stopped { .. })),
+                "attempt {attempt}: {after:?}"
+            );
+        }
+        let (_, after) = route_polled(&router, &first, &mut stuck);
+        let AfterRouting::Skip {
+            update_id,
+            platform_message,
+            error,
+        } = after
+        else {
+            panic!("not skipped after {STUCK_ATTEMPTS} attempts: {after:?}");
+        };
+        assert_eq!(update_id, 11);
+        assert_eq!(platform_message.as_deref(), Some("1:101"));
+        assert!(error.to_string().contains("key missing"), "{error}");
+        // The worker acknowledges up to and including 11: Telegram then sends 12 on.
+        let (_, after) = route_polled(
+            &router,
+            &batch(vec![(12, event("2", 200, "after"))]),
+            &mut stuck,
+        );
+        assert!(matches!(after, AfterRouting::Queued), "{after:?}");
+        assert_eq!(*sink.rows.lock().unwrap(), ["hello", "after"]);
+    }
+
+    /// Only failures of the same update in a row count: a failure of another update,
+    /// or a batch that went through, starts the count over.
+    #[test]
+    fn the_failure_count_is_per_update_and_consecutive() {
+        let mut stuck = Stuck::default();
+        for _ in 1..STUCK_ATTEMPTS {
+            assert!(!stuck.failed(5));
+        }
+        assert!(!stuck.failed(6));
+        for _ in 2..STUCK_ATTEMPTS {
+            assert!(!stuck.failed(6));
+        }
+        assert!(stuck.failed(6));
+
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(PoisonSink::default());
+        let router = router(dir.path(), sink.clone());
+        let mut stuck = Stuck {
+            update_id: Some(1),
+            failures: STUCK_ATTEMPTS - 1,
+        };
+        let ok = batch(vec![(1, event("2", 1, "fine"))]);
+        let (_, after) = route_polled(&router, &ok, &mut stuck);
+        assert!(matches!(after, AfterRouting::Queued), "{after:?}");
+        let bad = batch(vec![(1, event("1", 2, "poison"))]);
+        let (_, after) = route_polled(&router, &bad, &mut stuck);
+        assert!(matches!(after, AfterRouting::Retry(_)), "{after:?}");
+    }
 
     #[test]
     fn backoff_doubles_to_a_cap_and_retry_after_wins() {

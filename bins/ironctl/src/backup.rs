@@ -30,6 +30,14 @@
 //! rebuilds (`images/`, `bundles/`, `runsc/`) and the session-key tmpfs mounts
 //! (`keys/`) are left out. Agent workspaces are copied file by file, each file whole,
 //! but not as one instant: stop a group's sessions for an exact copy of its workspace.
+//!
+//! What a sandbox writes (its `outbound/` and `heartbeat/` directories, its group's
+//! workspace) can never stop a backup: only the host's databases and the outbound
+//! queues are databases (a workspace `*.db` is a plain file), and an outbound queue
+//! that does not copy or verify, a symlink in its place, a tree deeper than 64 levels
+//! or a file over the size limit is left out, with a warning and a `left_out` entry
+//! in the report and the manifest. The host's databases must verify, or the backup
+//! fails. Verification never follows a symlink in a database's place.
 
 mod fsx;
 mod restore;
@@ -150,6 +158,10 @@ pub struct Manifest {
     pub master_key_fingerprint: String,
     pub audit: AuditAnchor,
     pub entries: Vec<Entry>,
+    /// What was not copied, and why (absent when nothing was: archives that need no
+    /// such list stay readable by earlier versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 /// What [`verify_state`] checked.
@@ -169,6 +181,12 @@ pub struct StateCheck {
 #[derive(Debug)]
 enum StateError {
     MissingKey(SessionId),
+    /// A database a sandbox writes (a session's outbound queue) is not a regular file
+    /// or does not check out: a backup leaves it out, a restore fails.
+    Sandbox {
+        path: PathBuf,
+        reason: String,
+    },
     Other(BackupError),
 }
 
@@ -194,6 +212,10 @@ impl MasterBytes {
         }
         k.copy_from_slice(bytes);
         Ok(Self(k))
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_slice()
     }
 
     fn key(&self) -> MasterKey {
@@ -227,6 +249,37 @@ fn read_master_file(path: &Path) -> Result<MasterBytes, BackupError> {
     MasterBytes::from_slice(path, &bytes)
 }
 
+/// Whether `path` (below `root`) is a regular file, reached through directories only:
+/// `Ok(false)` when it (or a directory on the way) does not exist, an error naming
+/// what is wrong when anything on the way is a symlink or the file is not a regular
+/// file. Nothing is followed: a database replaced by a symlink is never opened.
+fn regular_file(root: &Path, path: &Path) -> Result<bool, String> {
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| format!("{} is outside {}", path.display(), root.display()))?;
+    let mut at = root.to_owned();
+    let parts: Vec<_> = rel.iter().collect();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let meta = match std::fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(format!("{}: {e}", at.display())),
+        };
+        let last = i + 1 == parts.len();
+        if meta.file_type().is_symlink() {
+            return Err(format!("{} is a symlink", at.display()));
+        }
+        if last && !meta.is_file() {
+            return Err(format!("{} is not a regular file", at.display()));
+        }
+        if !last && !meta.is_dir() {
+            return Err(format!("{} is not a directory", at.display()));
+        }
+    }
+    Ok(true)
+}
+
 /// Checks a complete state dir (a backup's staging copy, or a restored dir): the key
 /// store opens under `master`, every database passes its integrity checks under its
 /// own key, and the audit chain verifies. Opens nothing for writing.
@@ -254,7 +307,7 @@ fn verify_state(dir: &Path, master: &MasterBytes) -> Result<StateCheck, StateErr
             &ironclaw_gateway::CHANGES_FILE,
         ),
     ] {
-        if path.exists() {
+        if regular_file(dir, &path).map_err(BackupError::Verify)? {
             let id = named(key_name)?;
             let key = keys.get(&id).map_err(BackupError::from)?.ok_or_else(|| {
                 BackupError::Verify(format!(
@@ -283,11 +336,23 @@ fn verify_state(dir: &Path, master: &MasterBytes) -> Result<StateCheck, StateErr
         ids.sort();
         for id in ids {
             check.sessions += 1;
-            let files = [
-                (layout.inbound_db(&id), QueueFile::Inbound),
-                (layout.outbound_db(&id), QueueFile::Outbound),
-            ];
-            let present: Vec<_> = files.into_iter().filter(|(p, _)| p.exists()).collect();
+            let inbound = layout.inbound_db(&id);
+            let outbound = layout.outbound_db(&id);
+            let mut present = Vec::new();
+            if regular_file(dir, &inbound).map_err(BackupError::Verify)? {
+                present.push((inbound, QueueFile::Inbound));
+            }
+            // The sandbox writes its outbound directory: what is there is its doing.
+            match regular_file(dir, &outbound) {
+                Ok(true) => present.push((outbound, QueueFile::Outbound)),
+                Ok(false) => {}
+                Err(reason) => {
+                    return Err(StateError::Sandbox {
+                        path: outbound,
+                        reason,
+                    })
+                }
+            }
             if present.is_empty() {
                 continue;
             }
@@ -297,8 +362,16 @@ fn verify_state(dir: &Path, master: &MasterBytes) -> Result<StateCheck, StateErr
                 .ok_or_else(|| StateError::MissingKey(id.clone()))?;
             let cipher = Cipher::Key(key);
             for (path, kind) in present {
-                check_db(&path, &cipher, kind)?;
-                check.databases += 1;
+                match check_db(&path, &cipher, kind) {
+                    Ok(()) => check.databases += 1,
+                    Err(e) if kind == QueueFile::Outbound => {
+                        return Err(StateError::Sandbox {
+                            path,
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }

@@ -50,9 +50,29 @@ fn doctor_without_a_daemon_fails_with_the_fix_and_checks_the_files_anyway() {
         dir["fix"].as_str().unwrap(),
         format!("chmod 700 {}", state.display())
     );
-    // Loopback over plain HTTP is fine.
-    assert_eq!(check("api address")["level"], "pass");
+    // Loopback over plain HTTP is fine, but a loopback URL alone says nothing about
+    // where else the daemon listens: without its bind address, a warning.
     assert_eq!(check("tls or tailnet")["level"], "pass");
+    if std::fs::metadata("/etc/ironclaw/ironclaw.env").is_err()
+        && std::env::var_os("IRONCLAW_API_ADDR").is_none()
+    {
+        assert_eq!(check("api address")["level"], "warn");
+    }
+    let bound = Command::new(BIN)
+        .args(["--json", "doctor", "--state-dir", state.to_str().unwrap()])
+        .env("IRONCLAW_ADDR", "http://127.0.0.1:9")
+        .env("IRONCLAW_API_ADDR", "127.0.0.1:9")
+        .env_remove("IRONCLAW_API_TOKEN")
+        .output()
+        .unwrap();
+    let bound: serde_json::Value = serde_json::from_slice(&bound.stdout).unwrap();
+    let api = bound["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "api address")
+        .unwrap();
+    assert_eq!(api["level"], "pass", "{api}");
     // What needs the daemon is not passed on faith.
     assert_eq!(check("sandbox image")["level"], "fail");
     assert_eq!(check("clock")["level"], "fail");

@@ -440,6 +440,9 @@ pub enum PollError {
 pub struct PollBatch {
     /// Routable messages (provenance `Verified`).
     pub events: Vec<InboundEvent>,
+    /// The `update_id` each of `events` came from (same order and length): what a
+    /// caller acknowledges up to when it gives up on one event.
+    pub event_updates: Vec<i64>,
     /// Updates received but not routed, and why.
     pub ignored: Vec<IgnoreReason>,
     /// Updates that could not be parsed (update id, error); they are skipped, since
@@ -536,7 +539,12 @@ impl TelegramPoller {
                 .map_err(|e| InboundError::Malformed(e.to_string()))
                 .and_then(|u| self.parser.parse(u));
             match parsed {
-                Ok(InboundOutcome::Events(events)) => batch.events.extend(events),
+                Ok(InboundOutcome::Events(events)) => {
+                    batch
+                        .event_updates
+                        .extend(std::iter::repeat_n(id, events.len()));
+                    batch.events.extend(events);
+                }
                 Ok(InboundOutcome::Ignored(why)) => batch.ignored.push(why),
                 Ok(InboundOutcome::Reply(_)) => {}
                 Err(e) => batch.rejected.push((id, e)),

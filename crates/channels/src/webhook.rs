@@ -29,6 +29,14 @@
 //! before for the same `platform_id` (a re-signed retry) is answered "ignored"
 //! instead of being queued twice; it is also the router's dedup key.
 //!
+//! A `message_id` is a **permanent** key within its conversation, not a retry window:
+//! the inbound row id is derived from it (with the messaging group and the wiring), and
+//! a session's inbound rows are retired once handled, never deleted. A sender that
+//! reuses ids — say, a counter that starts over after its own restart — has every
+//! reused message refused as already queued: the request is still answered 200 (the
+//! router logs `already-queued`), and the agent never sees the message. Use ids that
+//! are unique for good (a UUID, or a run id plus a counter), or omit `message_id`.
+//!
 //! # Outbound body ([`WebhookDelivery`])
 //!
 //! ```json

@@ -60,8 +60,36 @@ fn relative(p: &Path) -> Option<String> {
 }
 
 fn is_root() -> bool {
+    effective_uid() == Some(0)
+}
+
+fn effective_uid() -> Option<u32> {
     // /proc/self belongs to the process's effective uid: no unsafe call needed.
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Refuses a directory someone else could change under the restore (replace a
+/// restored file, plant a symlink before verification): it must be the caller's and
+/// writable by no one else.
+fn trusted_dir(dir: &Path, meta: &std::fs::Metadata, what: &str) -> Result<(), BackupError> {
+    let me = effective_uid()
+        .ok_or_else(|| BackupError::Refused("cannot tell which user this is (/proc)".into()))?;
+    if meta.uid() != me {
+        return Err(BackupError::Refused(format!(
+            "{what} {} belongs to uid {}, not to you (uid {me}); restore into a directory of your own",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(BackupError::Refused(format!(
+            "{what} {} is writable by group or others (mode {:o}): chmod go-w {} first",
+            dir.display(),
+            meta.mode() & 0o7777,
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Removes what a failed restore wrote: the directory if it created it, else its
@@ -95,10 +123,13 @@ impl Drop for Cleanup {
     }
 }
 
-/// The target must not exist (it is created 0700) or be an empty directory.
+/// The target must not exist (it is created 0700) or be an empty directory; either way
+/// it (or, when it is created, the nearest existing directory above it) must be the
+/// caller's and writable by no one else.
 fn prepare_target(dir: &Path) -> Result<bool, BackupError> {
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {
+            trusted_dir(dir, &m, "the target")?;
             let mut rd = std::fs::read_dir(dir).map_err(BackupError::io(dir, "list"))?;
             if rd.next().is_some() {
                 return Err(BackupError::Refused(format!(
@@ -113,6 +144,18 @@ fn prepare_target(dir: &Path) -> Result<bool, BackupError> {
             dir.display()
         ))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let abs = std::path::absolute(dir).map_err(BackupError::io(dir, "resolve"))?;
+            let mut up = abs.parent();
+            while let Some(p) = up {
+                match std::fs::metadata(p) {
+                    Ok(m) => {
+                        trusted_dir(p, &m, "the directory above the target,")?;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => up = p.parent(),
+                    Err(e) => return Err(BackupError::io(p, "stat")(e)),
+                }
+            }
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -353,6 +396,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport, BackupError> {
         StateError::MissingKey(id) => {
             BackupError::Verify(format!("session {id} has queue files but no key"))
         }
+        StateError::Sandbox { path, reason } => {
+            BackupError::Verify(format!("{}: {reason}", path.display()))
+        }
     })?;
     if check.audit_last_seq != manifest.audit.last_seq
         || check.audit_last_hash != manifest.audit.last_hash
@@ -376,4 +422,57 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport, BackupError> {
         owners_restored: root,
         check,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // An existing empty target writable by others.
+        assert!(matches!(
+            prepare_target(&open),
+            Err(BackupError::Refused(_))
+        ));
+        // A new target under a directory others can write.
+        assert!(matches!(
+            prepare_target(&open.join("new")),
+            Err(BackupError::Refused(_))
+        ));
+        assert!(!open.join("new").exists());
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(matches!(
+            prepare_target(&open),
+            Err(BackupError::Refused(_))
+        ));
+        // Private ones are fine.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!prepare_target(&open).unwrap());
+        assert!(prepare_target(&open.join("a/b")).unwrap());
+    }
+
+    #[test]
+    fn a_target_someone_else_owns_is_refused() {
+        // Only root can make a directory that belongs to someone else; / is root's.
+        if is_root() {
+            let tmp = tempfile::tempdir().unwrap();
+            let d = tmp.path().join("theirs");
+            std::fs::create_dir(&d).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+            assert!(matches!(prepare_target(&d), Err(BackupError::Refused(_))));
+        } else {
+            let m = std::fs::metadata("/").unwrap();
+            assert!(matches!(
+                trusted_dir(Path::new("/"), &m, "the target"),
+                Err(BackupError::Refused(_))
+            ));
+        }
+    }
 }

@@ -43,6 +43,15 @@ const MASTER: &str = "master.key";
 const DB_ATTEMPTS: u32 = 200;
 /// How many times the key pair is re-read while a master rotation is in flight.
 const KEY_ATTEMPTS: u32 = 50;
+/// How deep the walk goes (one open directory per level). Far below the fd limit and
+/// the stack; the host's own trees are a few levels deep, so only an agent's
+/// workspace can reach it, and what is below is left out.
+const MAX_DEPTH: usize = 64;
+/// The default largest file copied from an agent-writable tree (a workspace, a
+/// session's outbound or heartbeat directory); bigger ones (sparse ones included:
+/// the apparent size counts) are left out. `IRONCTL_BACKUP_MAX_FILE_BYTES` overrides it.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+const MAX_FILE_ENV: &str = "IRONCTL_BACKUP_MAX_FILE_BYTES";
 
 pub struct BackupOptions {
     pub state_dir: PathBuf,
@@ -65,6 +74,16 @@ pub struct BackupReport {
 
 /// Backs up `opts.state_dir` into the new file `opts.out`.
 pub fn backup(opts: &BackupOptions) -> Result<BackupReport, BackupError> {
+    let max_file_bytes = match std::env::var(MAX_FILE_ENV) {
+        Ok(v) if !v.is_empty() => v.parse::<u64>().map_err(|e| {
+            BackupError::Refused(format!("{MAX_FILE_ENV}={v}: not a byte count: {e}"))
+        })?,
+        _ => DEFAULT_MAX_FILE_BYTES,
+    };
+    backup_limited(opts, max_file_bytes)
+}
+
+fn backup_limited(opts: &BackupOptions, max_file_bytes: u64) -> Result<BackupReport, BackupError> {
     let state_dir = std::fs::canonicalize(&opts.state_dir).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             BackupError::Refused(format!(
@@ -107,8 +126,9 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport, BackupError> {
         staging: staging.path.clone(),
         entries: Vec::new(),
         left_out: Vec::new(),
+        max_file_bytes,
     };
-    walk.dir(&root, Path::new(""))?;
+    walk.dir(&root, Path::new(""), 0)?;
     walk.entries
         .push(copy_audit(&root, &state_dir, &staging.path)?);
     let (master, key_entries) =
@@ -136,6 +156,34 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport, BackupError> {
                     "session {id} has queue files but its key is not in sealed-keys"
                 )))
             }
+            // A database a sandbox writes that does not check out (a corrupt or
+            // tampered outbound queue): the sandbox can do that to its own queue, and
+            // must not be able to stop every backup with it. Left out, loudly.
+            Err(StateError::Sandbox { path, reason }) => {
+                let rel = path
+                    .strip_prefix(&staging.path)
+                    .map_err(|_| BackupError::Verify(format!("{}: {reason}", path.display())))?
+                    .to_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| BackupError::Verify(format!("{}: {reason}", path.display())))?;
+                if !walk.entries.iter().any(|e| e.path == rel) {
+                    return Err(BackupError::Verify(format!("{rel}: {reason}")));
+                }
+                // A directory in the queue's place is left out whole.
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                }
+                .map_err(BackupError::io(
+                    &path,
+                    "remove a copy that failed to verify",
+                ))?;
+                let under = format!("{rel}/");
+                walk.entries
+                    .retain(|e| e.path != rel && !e.path.starts_with(&under));
+                walk.leave_out_sandbox(format!("{rel} (does not verify: {reason})"));
+            }
         }
     };
 
@@ -144,7 +192,11 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport, BackupError> {
         .iter_mut()
         .filter(|e| e.kind == EntryKind::File)
     {
-        let (size, sha) = hash_file(&staging.path.join(&e.path))?;
+        let (size, sha) = if opts.include_master_key && e.path == MASTER {
+            hash_bytes(master.as_slice())
+        } else {
+            hash_file(&staging.path.join(&e.path))?
+        };
         e.size = Some(size);
         e.sha256 = Some(sha);
     }
@@ -165,8 +217,10 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport, BackupError> {
             last_hash: check.audit_last_hash.clone(),
         },
         entries: walk.entries,
+        left_out: walk.left_out.clone(),
     };
-    let bytes = write_archive(&opts.out, &staging.path, &manifest)?;
+    let master_file = opts.include_master_key.then(|| master.as_slice());
+    let bytes = write_archive(&opts.out, &staging.path, &manifest, master_file)?;
     Ok(BackupReport {
         out: opts.out.clone(),
         bytes,
@@ -179,7 +233,10 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport, BackupError> {
 }
 
 /// The private directory the copy is assembled in, next to the output (same file
-/// system, so nothing big crosses devices twice); removed when dropped.
+/// system, so nothing big crosses devices twice); removed when dropped. Created 0700
+/// (everything in it 0600 / 0700): it holds plaintext workspace files and the audit
+/// log while the backup runs, and a SIGKILL leaves it behind. The master key is never
+/// written here: it goes into the archive from memory.
 struct Staging {
     path: PathBuf,
 }
@@ -215,6 +272,54 @@ struct Walk {
     staging: PathBuf,
     entries: Vec<Entry>,
     left_out: Vec<String>,
+    /// The size limit for files in agent-writable trees.
+    max_file_bytes: u64,
+}
+
+/// Whether `rel` is in (or is) a tree a sandbox writes: a group's workspace, a
+/// session's outbound queue directory, its heartbeat directory. What is in them is the
+/// agent's to make: it is copied, but nothing in it may stop a backup.
+fn sandbox_tree(rel: &Path) -> bool {
+    let c: Vec<&OsStr> = rel.iter().collect();
+    match c.as_slice() {
+        [s, _, d, ..] => {
+            (*s == "sessions" && (*d == "outbound" || *d == "heartbeat"))
+                || (*s == "groups" && *d == "workspace")
+        }
+        _ => false,
+    }
+}
+
+/// Who writes a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DbKind {
+    /// The registry, the change store, a session's inbound queue: must verify.
+    Host,
+    /// A session's outbound queue, written by its sandbox.
+    Sandbox,
+}
+
+/// Which files are databases (copied by the commit-consistent protocol and verified
+/// under their keys). Anything else named `*.db` — an agent's workspace file — is a
+/// plain file.
+fn db_kind(rel: &Path) -> Option<DbKind> {
+    let c: Vec<&str> = rel.iter().map(|s| s.to_str().unwrap_or("")).collect();
+    match c.as_slice() {
+        ["registry.db"] | ["changes.db"] => Some(DbKind::Host),
+        ["sessions", _, "inbound", n] if n.ends_with(".db") => Some(DbKind::Host),
+        ["sessions", _, "outbound", n] if n.ends_with(".db") => Some(DbKind::Sandbox),
+        _ => None,
+    }
+}
+
+/// Whether a copy failed because of what a sandbox did to its own file (kept
+/// committing, kept a journal, swapped the file for a symlink or FIFO).
+fn sandbox_made(e: &BackupError) -> bool {
+    match e {
+        BackupError::Unstable { .. } => true,
+        BackupError::Io { source, .. } => fsx::not_a_file(source),
+        _ => false,
+    }
 }
 
 /// Why a top-level directory is left out, if it is.
@@ -249,9 +354,16 @@ fn entry(path: String, kind: EntryKind, meta: &std::fs::Metadata) -> Entry {
 }
 
 impl Walk {
-    /// Copies everything under `dir` (at `rel` in the state dir), depth first, parents
-    /// before children.
-    fn dir(&mut self, dir: &Dir, rel: &Path) -> Result<(), BackupError> {
+    /// Leaves out something a sandbox made, with a warning on stderr (the report lists
+    /// it too, and so does the manifest).
+    fn leave_out_sandbox(&mut self, what: String) {
+        eprintln!("warning: backup: left out agent-written {what}");
+        self.left_out.push(what);
+    }
+
+    /// Copies everything under `dir` (at `rel` in the state dir, `depth` levels down),
+    /// depth first, parents before children.
+    fn dir(&mut self, dir: &Dir, rel: &Path, depth: usize) -> Result<(), BackupError> {
         let at = |name: &OsStr| self.staging.join(rel).join(name);
         let names = dir
             .names()
@@ -284,7 +396,17 @@ impl Walk {
                 Err(e) => return Err(BackupError::io(&rel_child, "stat")(e)),
             };
             let ft = meta.file_type();
+            let sandbox = sandbox_tree(&rel_child);
             if ft.is_dir() {
+                if depth + 1 >= MAX_DEPTH {
+                    let why = format!("{text}/ (deeper than {MAX_DEPTH} levels)");
+                    if sandbox {
+                        self.leave_out_sandbox(why);
+                    } else {
+                        self.left_out.push(why);
+                    }
+                    continue;
+                }
                 let sub = match dir.dir(&name) {
                     Ok(d) => d,
                     Err(e) if vanished(&e) => continue,
@@ -305,8 +427,25 @@ impl Walk {
                     .create(&dest)
                     .map_err(BackupError::io(&dest, "create"))?;
                 self.entries.push(entry(text, EntryKind::Dir, &meta));
-                self.dir(&sub, &rel_child)?;
+                self.dir(&sub, &rel_child, depth + 1)?;
             } else if ft.is_symlink() {
+                // A queue database is never a symlink: restore would follow it. In an
+                // outbound directory the sandbox made it; anywhere else it is tampering
+                // with host state.
+                match db_kind(&rel_child) {
+                    Some(DbKind::Sandbox) => {
+                        self.leave_out_sandbox(format!(
+                            "{text} (a symlink where the outbound queue belongs)"
+                        ));
+                        continue;
+                    }
+                    Some(DbKind::Host) => {
+                        return Err(BackupError::Verify(format!(
+                            "{text} is a symlink, not a database"
+                        )))
+                    }
+                    None => {}
+                }
                 let target = match dir.read_link(&name) {
                     Ok(t) => t,
                     Err(e) if vanished(&e) => continue,
@@ -321,25 +460,50 @@ impl Walk {
                 e.target = Some(target);
                 self.entries.push(e);
             } else if ft.is_file() {
-                let db = name_text.ends_with(".db");
-                let copied = if db {
-                    snapshot_db(dir, &name, &rel_child, &dest, DB_ATTEMPTS)
+                let limit = sandbox.then_some(self.max_file_bytes);
+                let too_big = |len: u64| {
+                    format!(
+                        "{text} ({len} bytes or more; agent-written files over {} bytes are not copied, see {MAX_FILE_ENV})",
+                        self.max_file_bytes
+                    )
+                };
+                if limit.is_some_and(|l| meta.len() > l) {
+                    let why = too_big(meta.len());
+                    self.leave_out_sandbox(why);
+                    continue;
+                }
+                let db = db_kind(&rel_child);
+                let copied = if db.is_some() {
+                    snapshot_db(dir, &name, &rel_child, &dest, DB_ATTEMPTS).map(|()| true)
                 } else {
-                    copy_file(dir, &name, &dest).map_err(BackupError::io(&rel_child, "copy"))
+                    copy_file(dir, &name, &dest, limit).map_err(BackupError::io(&rel_child, "copy"))
                 };
                 match copied {
-                    Ok(()) => self.entries.push(entry(text, EntryKind::File, &meta)),
+                    Ok(true) => self.entries.push(entry(text, EntryKind::File, &meta)),
+                    // Grew past the limit while it was copied.
+                    Ok(false) => {
+                        let _ = std::fs::remove_file(&dest);
+                        let why = too_big(limit.unwrap_or(0) + 1);
+                        self.leave_out_sandbox(why);
+                    }
                     Err(BackupError::Io { source, .. }) if vanished(&source) => {
                         let _ = std::fs::remove_file(&dest);
                     }
-                    // An agent swapping a workspace file for a symlink or a FIFO must not
-                    // be able to stop backups; a database that stops being a file is
-                    // tampering with host state, and fails the backup.
-                    Err(BackupError::Io { source, .. }) if !db && fsx::not_a_file(&source) => {
+                    // Whatever a sandbox does to its own files (a journal kept present,
+                    // commits that never stop, a file swapped for a symlink or FIFO) must
+                    // not be able to stop backups: left out, with a warning.
+                    Err(e) if sandbox && sandbox_made(&e) => {
+                        let _ = std::fs::remove_file(&dest);
+                        self.leave_out_sandbox(format!("{text} ({e})"));
+                    }
+                    Err(BackupError::Io { source, .. })
+                        if db.is_none() && fsx::not_a_file(&source) =>
+                    {
                         let _ = std::fs::remove_file(&dest);
                         self.left_out
                             .push(format!("{text} (stopped being a regular file while read)"));
                     }
+                    // A host database that does not copy cleanly fails the backup.
                     Err(e) => return Err(e),
                 }
             } else if !std::os::unix::fs::FileTypeExt::is_socket(&ft) {
@@ -359,11 +523,18 @@ fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn copy_file(dir: &Dir, name: &OsStr, dest: &Path) -> io::Result<()> {
-    let mut src = dir.file(name)?;
+/// Copies a plain file; with a `limit`, stops past it and returns `false` (the file
+/// grew over the limit while it was read).
+fn copy_file(dir: &Dir, name: &OsStr, dest: &Path, limit: Option<u64>) -> io::Result<bool> {
+    let src = dir.file(name)?;
     let mut out = create_private(dest)?;
-    io::copy(&mut src, &mut out)?;
-    Ok(())
+    match limit {
+        Some(l) => Ok(io::copy(&mut (&src).take(l.saturating_add(1)), &mut out)? <= l),
+        None => {
+            io::copy(&mut &src, &mut out)?;
+            Ok(true)
+        }
+    }
 }
 
 fn pause(attempt: u32) {
@@ -504,8 +675,9 @@ fn read_whole(dir: &Dir, name: &str) -> io::Result<Option<(Vec<u8>, std::fs::Met
 
 /// Copies `sealed-keys` and reads `master.key` until the two agree: a master rotation
 /// replaces them one after the other, and a pair from either side of it is fine, a
-/// mixed one is not. The master key is written to staging only when it is to be
-/// archived; it is always returned, to verify the copy with.
+/// mixed one is not. The master key is never written to staging: it is returned, to
+/// verify the copy with and (if archived) to append to the archive from memory; its
+/// entry is in the list when it is to be archived.
 fn copy_keys(
     root: &Dir,
     state_dir: &Path,
@@ -562,10 +734,6 @@ fn copy_keys(
             entries.push(entry(SEALED.into(), EntryKind::File, meta));
         }
         if include_master {
-            let dest = staging.join(MASTER);
-            let mut f = create_private(&dest).map_err(BackupError::io(&dest, "create"))?;
-            f.write_all(master_bytes.as_slice())
-                .map_err(BackupError::io(&dest, "write"))?;
             entries.push(entry(MASTER.into(), EntryKind::File, &master_meta));
         }
         return Ok((master, entries));
@@ -575,6 +743,13 @@ fn copy_keys(
         attempts: KEY_ATTEMPTS,
         last,
     })
+}
+
+fn hash_bytes(bytes: &[u8]) -> (u64, String) {
+    (
+        bytes.len() as u64,
+        ironclaw_contract::hex::encode(&Sha256::digest(bytes)),
+    )
 }
 
 fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
@@ -595,8 +770,14 @@ fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
 
 /// Writes the tar to `<out>.partial` (created 0600, never over an existing file),
 /// syncs it, and links it to `out`, which must not exist: a crash leaves no file that
-/// looks like a finished backup.
-fn write_archive(out: &Path, staging: &Path, manifest: &Manifest) -> Result<u64, BackupError> {
+/// looks like a finished backup. `master`: the master key's bytes, archived as
+/// `master.key` straight from memory.
+fn write_archive(
+    out: &Path,
+    staging: &Path,
+    manifest: &Manifest,
+    master: Option<&[u8]>,
+) -> Result<u64, BackupError> {
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
@@ -647,8 +828,6 @@ fn write_archive(out: &Path, staging: &Path, manifest: &Manifest) -> Result<u64,
                     .map_err(io_err("write"))?;
             }
             EntryKind::File => {
-                let staged = staging.join(&e.path);
-                let f = File::open(&staged).map_err(BackupError::io(&staged, "open"))?;
                 let mut h = header(
                     tar::EntryType::Regular,
                     e.mode,
@@ -656,7 +835,15 @@ fn write_archive(out: &Path, staging: &Path, manifest: &Manifest) -> Result<u64,
                     e.gid,
                     e.size.unwrap_or(0),
                 );
-                b.append_data(&mut h, &e.path, f).map_err(io_err("write"))?;
+                match master.filter(|_| e.path == MASTER) {
+                    Some(key) => b.append_data(&mut h, &e.path, key),
+                    None => {
+                        let staged = staging.join(&e.path);
+                        let f = File::open(&staged).map_err(BackupError::io(&staged, "open"))?;
+                        b.append_data(&mut h, &e.path, f)
+                    }
+                }
+                .map_err(io_err("write"))?;
             }
             EntryKind::Symlink => {
                 let mut h = header(tar::EntryType::Symlink, e.mode, e.uid, e.gid, 0);
@@ -696,8 +883,9 @@ mod tests {
     use std::sync::Arc;
 
     use ironclaw_contract::db::{open_writer, read_snapshot, Cipher, SnapshotPolicy};
+    use ironclaw_contract::ids::SessionId;
     use ironclaw_contract::key::SessionKey;
-    use ironclaw_contract::schema::FileKind;
+    use ironclaw_contract::schema::{FileKind, QueueFile};
 
     use super::*;
 
@@ -776,6 +964,246 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, BackupError::Unstable { .. }), "{e}");
+    }
+
+    /// A minimal state dir (key pair with a key for `ses_1` and `ses_2`, an empty audit
+    /// log) and a separate directory for the archive.
+    fn state() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let root = base.join("state");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir(base.join("out")).unwrap();
+        let layout = HostLayout::new(&root);
+        let (keys, _) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys()).unwrap();
+        for s in ["ses_1", "ses_2", "ses_3"] {
+            keys.get_or_create(&SessionId::new(s).unwrap()).unwrap();
+        }
+        std::fs::write(layout.audit_log(), b"").unwrap();
+        (tmp, root, base.join("out/b.tar"))
+    }
+
+    fn opts(root: &Path, out: &Path) -> BackupOptions {
+        BackupOptions {
+            state_dir: root.to_owned(),
+            out: out.to_owned(),
+            include_master_key: true,
+        }
+    }
+
+    fn write(root: &Path, rel: &str, bytes: &[u8]) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    fn valid_outbound(path: &Path, root: &Path, session: &str) {
+        let layout = HostLayout::new(root);
+        let (keys, _) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys()).unwrap();
+        let key = keys
+            .get(&SessionId::new(session).unwrap())
+            .unwrap()
+            .unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        drop(open_writer(path, &Cipher::Key(key), QueueFile::Outbound).unwrap());
+    }
+
+    fn archived(out: &Path) -> Manifest {
+        let mut a = tar::Archive::new(File::open(out).unwrap());
+        let mut first = a.entries().unwrap().next().unwrap().unwrap();
+        let mut json = Vec::new();
+        first.read_to_end(&mut json).unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    #[test]
+    fn a_workspace_file_named_db_is_a_plain_file() {
+        let (_tmp, root, out) = state();
+        write(&root, "groups/g1/workspace/x.db", b"an agent's file");
+        write(
+            &root,
+            "groups/g1/workspace/x.db-journal",
+            b"forever present",
+        );
+        let r = backup(&opts(&root, &out)).unwrap();
+        let m = archived(&out);
+        assert!(m
+            .entries
+            .iter()
+            .any(|e| e.path == "groups/g1/workspace/x.db" && e.kind == EntryKind::File));
+        assert!(r.left_out.is_empty(), "{:?}", r.left_out);
+    }
+
+    #[test]
+    fn a_broken_or_busy_outbound_queue_is_left_out_not_fatal() {
+        let (_tmp, root, out) = state();
+        // Corrupt: copies, but does not verify.
+        write(&root, "sessions/ses_1/outbound/outbound.db", b"garbage");
+        // A journal kept present: never copies.
+        valid_outbound(
+            &root.join("sessions/ses_2/outbound/outbound.db"),
+            &root,
+            "ses_2",
+        );
+        write(
+            &root,
+            "sessions/ses_2/outbound/outbound.db-journal",
+            b"held",
+        );
+        // A directory in its place.
+        write(&root, "sessions/ses_3/outbound/outbound.db/x", b"x");
+        let r = backup(&opts(&root, &out)).unwrap();
+        for p in [
+            "sessions/ses_1/outbound/outbound.db",
+            "sessions/ses_2/outbound/outbound.db",
+            "sessions/ses_3/outbound/outbound.db",
+        ] {
+            assert!(
+                r.left_out.iter().any(|l| l.starts_with(p)),
+                "{p}: {:?}",
+                r.left_out
+            );
+            let m = archived(&out);
+            assert!(!m.entries.iter().any(|e| e.path.starts_with(p)));
+            assert!(m.left_out.iter().any(|l| l.starts_with(p)));
+        }
+    }
+
+    #[test]
+    fn a_host_database_that_does_not_verify_fails_the_backup() {
+        let (_tmp, root, out) = state();
+        write(&root, "registry.db", b"garbage");
+        assert!(backup(&opts(&root, &out)).is_err());
+        assert!(!out.exists());
+        let (_tmp, root, out) = state();
+        write(&root, "sessions/ses_1/inbound/inbound.db", b"garbage");
+        assert!(backup(&opts(&root, &out)).is_err());
+    }
+
+    #[test]
+    fn a_symlinked_outbound_queue_is_left_out() {
+        let (tmp, root, out) = state();
+        // The symlink points at a database that verifies: followed, it would pass.
+        let elsewhere = tmp.path().join("elsewhere/outbound.db");
+        valid_outbound(&elsewhere, &root, "ses_1");
+        let link = root.join("sessions/ses_1/outbound/outbound.db");
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let r = backup(&opts(&root, &out)).unwrap();
+        let m = archived(&out);
+        assert!(!m
+            .entries
+            .iter()
+            .any(|e| e.path == "sessions/ses_1/outbound/outbound.db"));
+        assert!(r
+            .left_out
+            .iter()
+            .any(|l| l.starts_with("sessions/ses_1/outbound/outbound.db")));
+    }
+
+    #[test]
+    fn verify_never_follows_a_symlinked_queue() {
+        let (tmp, root, _out) = state();
+        let elsewhere = tmp.path().join("elsewhere/outbound.db");
+        valid_outbound(&elsewhere, &root, "ses_1");
+        let link = root.join("sessions/ses_1/outbound/outbound.db");
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let master = MasterBytes::from_slice(
+            &root.join(MASTER),
+            &std::fs::read(root.join(MASTER)).unwrap(),
+        )
+        .unwrap();
+        assert!(verify_state(&root, &master).is_err());
+        // The same database as a regular file verifies.
+        std::fs::remove_file(&link).unwrap();
+        std::fs::copy(&elsewhere, &link).unwrap();
+        assert!(verify_state(&root, &master).is_ok());
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_depth_limit() {
+        let (_tmp, root, out) = state();
+        let mut deep = String::from("groups/g1/workspace");
+        for _ in 0..MAX_DEPTH + 10 {
+            deep.push_str("/d");
+        }
+        write(&root, &format!("{deep}/f"), b"x");
+        let r = backup(&opts(&root, &out)).unwrap();
+        let m = archived(&out);
+        let max = m
+            .entries
+            .iter()
+            .map(|e| e.path.split('/').count())
+            .max()
+            .unwrap();
+        assert!(max <= MAX_DEPTH, "{max} levels archived");
+        assert!(
+            r.left_out.iter().any(|l| l.contains("deeper than")),
+            "{:?}",
+            r.left_out
+        );
+    }
+
+    #[test]
+    fn agent_files_over_the_size_limit_are_left_out() {
+        let (_tmp, root, out) = state();
+        write(&root, "groups/g1/workspace/big", &[1; 100]);
+        write(&root, "groups/g1/workspace/small", &[1; 10]);
+        write(&root, "sessions/ses_1/outbound/blob", &[1; 100]);
+        // Host files have no such limit.
+        write(&root, "tokens", &[1; 100]);
+        let r = backup_limited(&opts(&root, &out), 10).unwrap();
+        let m = archived(&out);
+        let has = |p: &str| m.entries.iter().any(|e| e.path == p);
+        assert!(has("groups/g1/workspace/small"));
+        assert!(has("tokens"));
+        assert!(!has("groups/g1/workspace/big"));
+        assert!(!has("sessions/ses_1/outbound/blob"));
+        assert_eq!(
+            r.left_out
+                .iter()
+                .filter(|l| l.contains("bytes are not copied"))
+                .count(),
+            2,
+            "{:?}",
+            r.left_out
+        );
+    }
+
+    #[test]
+    fn the_master_key_is_never_written_to_staging() {
+        let (tmp, root, out) = state();
+        let staging = tmp.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let dir = Dir::open(&root).unwrap();
+        let (_, entries) = copy_keys(&dir, &root, &staging, true).unwrap();
+        assert!(entries.iter().any(|e| e.path == MASTER));
+        assert!(!staging.join(MASTER).exists());
+        // It is still archived, from memory, byte for byte.
+        backup(&opts(&root, &out)).unwrap();
+        let mut a = tar::Archive::new(File::open(&out).unwrap());
+        let mut key = None;
+        for m in a.entries().unwrap() {
+            let mut m = m.unwrap();
+            if m.path().unwrap() == Path::new(MASTER) {
+                let mut b = Vec::new();
+                m.read_to_end(&mut b).unwrap();
+                key = Some(b);
+            }
+        }
+        assert_eq!(key.unwrap(), std::fs::read(root.join(MASTER)).unwrap());
+        let restored = tmp.path().join("restored");
+        super::super::restore(&super::super::RestoreOptions {
+            from: out.clone(),
+            state_dir: restored.clone(),
+            master_key: None,
+        })
+        .unwrap();
+        assert_eq!(
+            std::fs::read(restored.join(MASTER)).unwrap(),
+            std::fs::read(root.join(MASTER)).unwrap()
+        );
     }
 
     #[test]
