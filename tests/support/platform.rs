@@ -122,7 +122,8 @@ impl FakePlatform {
     }
 }
 
-fn read_request(r: &mut BufReader<std::net::TcpStream>) -> Option<PlatformRequest> {
+/// Reads one HTTP/1.1 request (head and a `content-length` body).
+pub(crate) fn read_request(r: &mut BufReader<std::net::TcpStream>) -> Option<PlatformRequest> {
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();

@@ -3,7 +3,7 @@
 //! `timestamp + "." + body`), a receiver on 127.0.0.1 for the replies the daemon POSTs,
 //! and wiring a conversation to an agent group the way operators do.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -90,33 +90,15 @@ pub fn receiver() -> (u16, mpsc::Receiver<Received>) {
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let mut r = BufReader::new(conn);
-            let mut line = String::new();
-            if r.read_line(&mut line).is_err() {
+            let Some(req) = crate::platform::read_request(&mut r) else {
                 continue;
-            }
-            let mut headers = Vec::new();
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some((k, v)) = h.trim_end().split_once(':') {
-                    let k = k.trim().to_ascii_lowercase();
-                    if k == "content-length" {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    headers.push((k, v.trim().to_owned()));
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
+            };
             let mut conn = r.into_inner();
             let _ = conn
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
             let _ = tx.send(Received {
-                headers,
-                body: String::from_utf8_lossy(&body).into_owned(),
+                headers: req.headers,
+                body: String::from_utf8_lossy(&req.body).into_owned(),
             });
         }
     });
