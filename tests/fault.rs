@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ironclaw_e2e::live::{static_agent, LiveDir};
-use ironclaw_e2e::webhook::{self, Received};
+use ironclaw_e2e::webhook;
 use ironclaw_e2e::{binary, ironctl, Daemon};
 use serde_json::{json, Value};
 
@@ -157,27 +157,6 @@ impl Seen {
     }
 }
 
-fn webhook_body(i: u64) -> String {
-    json!({
-        "platform_id": "fault",
-        "sender": "ci-bot",
-        "text": format!("fault-{i}."),
-        "mentioned": true,
-        "message_id": format!("fault-{i}"),
-    })
-    .to_string()
-}
-
-/// The message numbers a reply answers: every `fault-<n>.` in its text.
-fn answered(reply: &Received) -> Vec<u64> {
-    let v: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-    let text = v["text"].as_str().unwrap_or_default();
-    text.split("fault-")
-        .skip(1)
-        .filter_map(|rest| rest.split_once('.').and_then(|(n, _)| n.parse().ok()))
-        .collect()
-}
-
 #[test]
 fn five_sigkills_during_mixed_traffic_lose_nothing_acknowledged() {
     let t0 = Instant::now();
@@ -227,8 +206,13 @@ fn five_sigkills_during_mixed_traffic_lose_nothing_acknowledged() {
         threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 let i = next_msg.fetch_add(1, Ordering::SeqCst);
-                let r = webhook::post(&addr, INSTANCE, SECRET, &webhook_body(i))
-                    .map(|s| (s, Value::Null));
+                let r = webhook::post(
+                    &addr,
+                    INSTANCE,
+                    SECRET,
+                    &webhook::numbered_message("fault", "fault", i),
+                )
+                .map(|s| (s, Value::Null));
                 let mut s = seen.lock().unwrap();
                 s.count("webhook", &r);
                 if matches!(r, Ok((200, _))) {
@@ -359,7 +343,7 @@ fn five_sigkills_during_mixed_traffic_lose_nothing_acknowledged() {
                 d.log()
             );
         };
-        got.extend(answered(&r));
+        got.extend(webhook::numbers_answered(&r, "fault"));
     }
     eprintln!(
         "{KILLS} kills in {:.1} s: {} webhook messages acknowledged and answered, {} changes acknowledged ({} left pending, then approved)",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ironclaw_e2e::live::LiveDir;
 use ironclaw_e2e::webhook::{self, Received};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const SECRET: &str = "burst-secret-0123456789abcdef0123";
 const INSTANCE: &str = "ci";
@@ -26,24 +26,7 @@ const MESSAGES: usize = 500;
 const KILL_AFTER: usize = 200;
 
 fn body(i: usize) -> String {
-    json!({
-        "platform_id": "burst",
-        "sender": "ci-bot",
-        "text": format!("burst-{i}."),
-        "mentioned": true,
-        "message_id": format!("burst-{i}"),
-    })
-    .to_string()
-}
-
-/// The message numbers a reply answers: every `burst-<n>.` in its text.
-fn answered(reply: &Received) -> Vec<usize> {
-    let v: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-    let text = v["text"].as_str().unwrap_or_default();
-    text.split("burst-")
-        .skip(1)
-        .filter_map(|rest| rest.split_once('.').and_then(|(n, _)| n.parse().ok()))
-        .collect()
+    webhook::numbered_message("burst", "burst", i as u64)
 }
 
 #[test]
@@ -118,16 +101,16 @@ fn every_message_of_a_burst_is_answered_exactly_once_across_a_sigkill() {
     // "delivered" mark had not been committed, is POSTed again after the restart with
     // the same id. No HTTP sender can close that window alone; the stable id is what
     // lets a receiver drop the repeat, and this receiver does.
-    let mut count: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut count: BTreeMap<u64, usize> = BTreeMap::new();
     let mut seen_ids: BTreeMap<String, usize> = BTreeMap::new();
-    let mut take = |r: Received, count: &mut BTreeMap<usize, usize>| {
+    let mut take = |r: Received, count: &mut BTreeMap<u64, usize>| {
         let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
         let id = v["message_id"].as_str().unwrap_or_default().to_owned();
         assert!(!id.is_empty(), "a reply without a message_id: {}", r.body);
         let n = seen_ids.entry(id).or_default();
         *n += 1;
         if *n == 1 {
-            for m in answered(&r) {
+            for m in webhook::numbers_answered(&r, "burst") {
                 *count.entry(m).or_default() += 1;
             }
         }
@@ -136,7 +119,9 @@ fn every_message_of_a_burst_is_answered_exactly_once_across_a_sigkill() {
     while count.len() < MESSAGES {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(r) = replies.recv_timeout(left) else {
-            let missing: Vec<usize> = (0..MESSAGES).filter(|i| !count.contains_key(i)).collect();
+            let missing: Vec<u64> = (0..MESSAGES as u64)
+                .filter(|i| !count.contains_key(i))
+                .collect();
             panic!(
                 "{} of {MESSAGES} messages never answered (first: {:?})\n{}",
                 missing.len(),
@@ -149,7 +134,7 @@ fn every_message_of_a_burst_is_answered_exactly_once_across_a_sigkill() {
     while let Ok(r) = replies.recv_timeout(Duration::from_secs(8)) {
         take(r, &mut count);
     }
-    let twice: Vec<(usize, usize)> = count
+    let twice: Vec<(u64, usize)> = count
         .iter()
         .filter(|(_, c)| **c > 1)
         .map(|(n, c)| (*n, *c))
@@ -159,7 +144,7 @@ fn every_message_of_a_burst_is_answered_exactly_once_across_a_sigkill() {
         "answered by more than one reply (message, replies): {twice:?}\n{}",
         d.log()
     );
-    assert!(count.keys().all(|n| *n < MESSAGES));
+    assert!(count.keys().all(|n| *n < MESSAGES as u64));
     let posts: usize = seen_ids.values().sum();
     let repeated: Vec<(&String, &usize)> = seen_ids.iter().filter(|(_, n)| **n > 1).collect();
     // Delivery is sequential per session: only the row in flight at the crash can be

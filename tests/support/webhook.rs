@@ -177,3 +177,27 @@ pub fn wire_public_conversation(
     let ok = ironctl(&d.addr, Some(owner), &["change", "approve", &id]);
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
 }
+
+/// The body of message `n` of a numbered series to the conversation `platform_id`: text
+/// `<tag>-<n>.`, platform message id `<tag>-<n>`, mentioning the agent.
+pub fn numbered_message(platform_id: &str, tag: &str, n: u64) -> String {
+    json!({
+        "platform_id": platform_id,
+        "sender": "ci-bot",
+        "text": format!("{tag}-{n}."),
+        "mentioned": true,
+        "message_id": format!("{tag}-{n}"),
+    })
+    .to_string()
+}
+
+/// The message numbers a reply answers: every `<tag>-<n>.` in its text (the mock echoes
+/// a whole batch, so one reply can answer several).
+pub fn numbers_answered(reply: &Received, tag: &str) -> Vec<u64> {
+    let v: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+    let text = v["text"].as_str().unwrap_or_default();
+    text.split(&format!("{tag}-"))
+        .skip(1)
+        .filter_map(|rest| rest.split_once('.').and_then(|(n, _)| n.parse().ok()))
+        .collect()
+}
