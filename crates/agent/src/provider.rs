@@ -3,8 +3,6 @@
 //! A provider turns a [`Conversation`] and the offered [`ToolSpec`]s into one
 //! [`ModelTurn`]. Providers never retry: pacing retries is the poll loop's job.
 
-use serde_json::Value;
-
 use crate::conversation::{Block, Conversation, ModelTurn, Role, ToolCall, ToolSpec};
 
 /// Largest response body a provider accepts, in bytes.
@@ -82,8 +80,8 @@ pub fn check_tool_names(turn: &ModelTurn, tools: &[ToolSpec]) -> Result<(), Prov
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockProvider;
 
-/// The id the mock gives its tool calls.
-pub const MOCK_TOOL_CALL_ID: &str = "mocktool_1";
+/// The id the mock gives its tool calls (shared with the model proxy's mock).
+pub use ironclaw_mock_directive::MOCK_TOOL_CALL_ID;
 
 impl Provider for MockProvider {
     fn complete(
@@ -128,25 +126,7 @@ impl Provider for MockProvider {
 
 /// Parses `tool:<name> <args>` out of `text`: the mock's directive grammar, shared with
 /// the model proxy's mock so both answer the same prompt the same way.
-pub fn directive(text: &str) -> Option<(String, Value)> {
-    let at = text.find("tool:")?;
-    let rest = &text[at + "tool:".len()..];
-    let name: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic() || *c == '_')
-        .collect();
-    if name.is_empty() {
-        return None;
-    }
-    let args = match (rest.find('{'), rest.rfind('}')) {
-        (Some(open), Some(close)) if close > open => {
-            let raw = &rest[open..=close];
-            serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
-        }
-        _ => Value::Object(Default::default()),
-    };
-    Some((name, args))
-}
+pub use ironclaw_mock_directive::directive;
 
 #[cfg(test)]
 mod tests {

@@ -19,13 +19,10 @@
 //! bytes / 4, output tokens the reply content's JSON bytes / 4 (both rounded up).
 //! Streaming is not offered (the agent never asks for it): `"stream": true` is a 400.
 
-use ironclaw_agent::provider::directive;
+use ironclaw_mock_directive::{directive, MOCK_TOOL_CALL_ID};
 use serde_json::{json, Value};
 
 use crate::usage::Usage;
-
-/// The id the mock gives its tool calls (the agent's `MOCK_TOOL_CALL_ID`).
-pub(crate) const MOCK_TOOL_CALL_ID: &str = "mocktool_1";
 
 /// Why a request to the mock was refused (→ 400 with the proxy's JSON error body).
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,11 @@
-//! The proxy's own `mock` provider over real unix sockets: the agent's Anthropic client
-//! against it, equivalence with the agent's in-process mock, refusals, caps, budgets,
-//! audit, and the base socket.
+//! The proxy's own `mock` provider over real unix sockets: refusals, caps, budgets,
+//! audit, and the base socket. (The agent's Anthropic client against it, and its
+//! equivalence with the agent's in-process mock, are tested in
+//! `tests/agent_modelproxy.rs`, which may depend on both crates.)
 
 mod common;
 
 use common::*;
-use ironclaw_agent::http::UnixHttp;
-use ironclaw_agent::provider::MOCK_TOOL_CALL_ID;
-use ironclaw_agent::{
-    AnthropicProvider, Conversation, Message, MockProvider, ModelTurn, Provider, ToolSpec,
-};
 use ironclaw_audit::AuditEvent;
 use ironclaw_modelproxy::{
     ProviderConfig, ProviderKind, ProxyConfig, ProxyError, RateLimit, BASE_GROUP, BASE_SESSION,
@@ -32,19 +28,6 @@ fn body(text: &str) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-fn spec(name: &str) -> ToolSpec {
-    ToolSpec {
-        name: name.into(),
-        description: format!("the {name} tool"),
-        input_schema: json!({"type": "object"}),
-    }
-}
-
-/// The agent's Anthropic client pointed at the proxied mock on `sock`.
-fn client(sock: &std::path::Path) -> AnthropicProvider {
-    AnthropicProvider::new(UnixHttp::new(sock), "mock-model").with_path(MOCK)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,115 +99,6 @@ async fn mock_answers_on_a_session_socket_with_no_upstream_and_is_audited() {
     let raw = std::fs::read_to_string(&env.audit_path).unwrap();
     assert!(!raw.contains("hello"), "the audit record holds no content");
     l.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agents_anthropic_client_round_trips_a_tool_call_through_the_mock() {
-    let env = Env::new(|c| c.enable_mock()).await;
-    let l = env.session("ses-1", "grp-a").await;
-    let sock = l.path().to_owned();
-    let turns = tokio::task::spawn_blocking(move || {
-        let tools = [spec("read_file"), spec("send_message")];
-        let mut remote = client(&sock);
-        let mut conv = Conversation {
-            system: "You are a test.".into(),
-            messages: vec![Message::user_text(
-                r#"please tool:read_file {"path": "/workspace/notes.md"} now"#,
-            )],
-        };
-        // Turn 1: the directive becomes a tool call, as in-process.
-        let t1 = remote.complete(&conv, &tools).unwrap();
-        assert_eq!(t1, MockProvider.complete(&conv, &tools).unwrap());
-        assert_eq!(t1.text, "");
-        assert_eq!(t1.tool_calls.len(), 1);
-        assert_eq!(t1.tool_calls[0].id, MOCK_TOOL_CALL_ID);
-        assert_eq!(t1.tool_calls[0].name, "read_file");
-        assert_eq!(
-            t1.tool_calls[0].input,
-            json!({"path": "/workspace/notes.md"})
-        );
-        // Turn 2: the tool result goes back and is reported.
-        conv.messages.push(Message::assistant(&t1));
-        conv.messages.push(Message::tool_results(vec![
-            ironclaw_agent::conversation::ToolResult {
-                tool_use_id: t1.tool_calls[0].id.clone(),
-                content: "NOTES-CONTENT-17".into(),
-                is_error: false,
-            },
-        ]));
-        let t2 = remote.complete(&conv, &tools).unwrap();
-        assert_eq!(t2, MockProvider.complete(&conv, &tools).unwrap());
-        assert_eq!(t2, ModelTurn::text("mock: tool result: NOTES-CONTENT-17"));
-        // An error result, then a plain follow-up message.
-        conv.messages.pop();
-        conv.messages.push(Message::tool_results(vec![
-            ironclaw_agent::conversation::ToolResult {
-                tool_use_id: MOCK_TOOL_CALL_ID.into(),
-                content: "no such file".into(),
-                is_error: true,
-            },
-        ]));
-        let t3 = remote.complete(&conv, &tools).unwrap();
-        assert_eq!(t3, ModelTurn::text("mock: tool error: no such file"));
-        conv.messages.push(Message::assistant(&t3));
-        conv.messages.push(Message::user_text("  thanks  "));
-        let t4 = remote.complete(&conv, &tools).unwrap();
-        assert_eq!(t4, ModelTurn::text("mock: thanks"));
-        4
-    })
-    .await
-    .unwrap();
-    let calls = env.model_calls();
-    assert_eq!(calls.len(), turns);
-    assert!(calls.iter().all(|c| matches!(
-        c,
-        AuditEvent::ModelCall { provider, status: 200, input_tokens, .. }
-            if provider == "mock" && *input_tokens > 0
-    )));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_proxied_mock_takes_the_same_turns_as_the_in_process_mock() {
-    let env = Env::new(|c| {
-        c.enable_mock();
-        c.session_rate = None;
-        c.group_rate = None;
-    })
-    .await;
-    let l = env.session("ses-1", "grp-a").await;
-    let sock = l.path().to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut remote = client(&sock);
-        let offered = [spec("read_file"), spec("send_message")];
-        let texts = [
-            "hello",
-            "   spaced out\n",
-            "",
-            "tool:read_file",
-            "tool:read_file {\"path\": \"a\"}",
-            "tool:read_file {not json}",
-            "tool:send_message {\"text\": \"hi\"} and } trailing",
-            "tool:exec {\"cmd\": \"rm -rf /\"}",
-            "tool: read_file {}",
-            "tool:read_file2 {}",
-            "before tool:send_message{\"a\":[1,{\"b\":2}]}",
-            "unicode ✓ tool:read_file {\"p\": \"é\"}",
-            "} reversed {",
-        ];
-        for text in texts {
-            for tools in [&offered[..], &[]] {
-                let conv = Conversation {
-                    system: String::new(),
-                    messages: vec![Message::user_text(text)],
-                };
-                let want = MockProvider.complete(&conv, tools).unwrap();
-                let got = remote.complete(&conv, tools).unwrap();
-                assert_eq!(got, want, "text {text:?}, {} tools", tools.len());
-            }
-        }
-    })
-    .await
-    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,38 +318,4 @@ fn mock_switch_and_config() {
     assert!(with_key.validate().is_err());
     assert!(!ProviderKind::Mock.has_upstream());
     assert_eq!(ProviderKind::from_prefix("mock"), Some(ProviderKind::Mock));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusal_reaches_the_agent_as_a_status_even_with_a_large_body() {
-    let env = Env::new(|c| {
-        c.enable_mock();
-        c.session_rate = Some(RateLimit {
-            per_second: 0.01,
-            burst: 1,
-        });
-    })
-    .await;
-    let l = env.session("ses-1", "grp-a").await;
-    let sock = l.path().to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut remote = client(&sock);
-        // A long conversation: the body is still being written when the proxy refuses.
-        let conv = Conversation {
-            system: String::new(),
-            messages: vec![Message::user_text("z".repeat(2 * 1024 * 1024))],
-        };
-        remote.complete(&conv, &[]).unwrap();
-        for _ in 0..5 {
-            match remote.complete(&conv, &[]) {
-                Err(ironclaw_agent::ProviderError::Status { status, message }) => {
-                    assert_eq!(status, 429);
-                    assert!(message.contains("rate cap"), "{message}");
-                }
-                other => panic!("expected a 429, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap();
 }
