@@ -49,7 +49,7 @@ use ironclaw_contract::db::{read_snapshot, Cipher, SnapshotPolicy};
 use ironclaw_contract::ids::SessionId;
 use ironclaw_contract::paths::HostLayout;
 use ironclaw_contract::schema::{FileSchema, QueueFile};
-use ironclaw_keys::{KeyCustodian, KeyError, MasterKey, MASTER_KEY_LEN};
+use ironclaw_keys::{HostFile, KeyCustodian, KeyError, MasterKey, MASTER_KEY_LEN};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -60,8 +60,6 @@ pub use snapshot::{backup, BackupOptions};
 pub const MANIFEST_NAME: &str = "ironclaw-backup.json";
 const FORMAT: &str = "ironclaw-backup";
 const FORMAT_VERSION: u32 = 1;
-
-use ironclaw_keys::host_files::{CHANGE_STORE_DB as CHANGES_KEY, REGISTRY_DB as REGISTRY_KEY};
 
 /// Why a backup or restore did not happen. Nothing is left behind on any of these: a
 /// failed backup leaves no archive, a failed restore leaves the target as it was.
@@ -292,29 +290,29 @@ fn verify_state(dir: &Path, master: &MasterBytes) -> Result<StateCheck, StateErr
         ))
     })?;
     let mut check = StateCheck::default();
-    let named = |name: &str| {
-        SessionId::new(name).map_err(|e| BackupError::Verify(format!("key name {name}: {e}")))
-    };
-    for (path, key_name, kind) in [
+    for (path, file, kind) in [
         (
             layout.registry_db(),
-            REGISTRY_KEY,
+            HostFile::Registry,
             &ironclaw_registry::REGISTRY_FILE,
         ),
         (
             layout.changes_db(),
-            CHANGES_KEY,
+            HostFile::ChangeStore,
             &ironclaw_gateway::CHANGES_FILE,
         ),
     ] {
         if regular_file(dir, &path).map_err(BackupError::Verify)? {
-            let id = named(key_name)?;
-            let key = keys.get(&id).map_err(BackupError::from)?.ok_or_else(|| {
-                BackupError::Verify(format!(
-                    "{}: its key ({key_name}) is not in sealed-keys",
-                    path.display()
-                ))
-            })?;
+            let key = keys
+                .existing_host_file_key(file)
+                .map_err(BackupError::from)?
+                .ok_or_else(|| {
+                    BackupError::Verify(format!(
+                        "{}: its key ({}) is not in sealed-keys",
+                        path.display(),
+                        file.key_name()
+                    ))
+                })?;
             check_db(&path, &Cipher::Key(key), kind)?;
             check.databases += 1;
         }

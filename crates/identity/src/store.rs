@@ -19,9 +19,9 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 
@@ -607,7 +607,10 @@ fn redact_quoted(msg: &str) -> String {
     out
 }
 
-/// Writes `entries` to `path` atomically and durably.
+/// Writes `entries` to `path` atomically and durably, through the host's one private-file
+/// writer: a 0600 temporary file beside it (never through a link), fsync, rename, fsync
+/// of the directory. Its random temporary name keeps two processes writing at once
+/// (the daemon and `ironctl`) out of each other's way.
 fn persist(path: &Path, entries: &[Entry]) -> Result<(), IdentityError> {
     let doc = FileDoc {
         version: FILE_VERSION,
@@ -616,58 +619,10 @@ fn persist(path: &Path, entries: &[Entry]) -> Result<(), IdentityError> {
     let mut json = serde_json::to_vec_pretty(&doc)
         .map_err(|e| io_err(path, "serialize", io::Error::other(e)))?;
     json.push(b'\n');
-
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        io_err(
-            path,
-            "name temporary file",
-            io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-        )
-    })?;
-    // A random suffix: two processes writing at once must not share (or delete) each
-    // other's temporary file.
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(IdentityError::Rng)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        to_hex(&suffix)
-    ));
-    let result = write_and_rename(&tmp, path, dir, &json);
-    if result.is_err() {
-        // Best effort; after a successful rename the name no longer exists.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn write_and_rename(tmp: &Path, path: &Path, dir: &Path, json: &[u8]) -> Result<(), IdentityError> {
-    // `create_new` (O_EXCL) also refuses to follow a symlink planted at `tmp`, and the
-    // mode is set at creation so the content is never readable by others, not even
-    // briefly. The umask can only remove bits.
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(|e| io_err(tmp, "create temporary file", e))?;
-    f.write_all(json)
-        .map_err(|e| io_err(tmp, "write temporary file", e))?;
-    f.sync_all()
-        .map_err(|e| io_err(tmp, "fsync temporary file", e))?;
-    drop(f);
-    // rename(2) replaces the name itself, so even a symlink planted at `path` is
-    // replaced rather than followed.
-    fs::rename(tmp, path).map_err(|e| io_err(path, "rename temporary file into place", e))?;
-    // Without this the rename itself may not survive a crash.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, "fsync directory", e))?;
-    Ok(())
+    ironclaw_hostfs::write_private(path, &json).map_err(|e| {
+        let (op, path, source) = e.into_parts();
+        io_err(&path, op, source)
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -502,37 +502,21 @@ impl LayoutWriter {
         self.replace_file(&self.dir.join(INDEX_FILE), &bytes)
     }
 
-    /// Writes `bytes` to `<path>.tmp`, fsyncs it and renames it over `path`, so a reader
-    /// (or a crash) sees the old file or the new one, never a torn one. Mode 0644: an
-    /// image holds no secret, and runsc's host side must be able to read what we unpack.
+    /// Puts `bytes` in place of `path` with the host's one atomic writer
+    /// ([`ironclaw_hostfs::write_atomic`]: a temporary file beside it that is never
+    /// reached through a link, fsync, rename, fsync of the directory), so a reader (or a
+    /// crash) sees the old file or the new one, never a torn one. Mode 0644: an image
+    /// holds no secret, and runsc's host side must be able to read what we unpack.
     fn replace_file(&self, path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(LayoutError::io("remove", &tmp, e)),
-        }
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&tmp)
-                .map_err(|e| LayoutError::io("create", &tmp, e))?;
-            f.set_permissions(fs::Permissions::from_mode(0o644))
-                .map_err(|e| LayoutError::io("chmod", &tmp, e))?;
-            f.write_all(bytes)
-                .map_err(|e| LayoutError::io("write", &tmp, e))?;
-            f.sync_all()
-                .map_err(|e| LayoutError::io("fsync", &tmp, e))?;
-            fs::rename(&tmp, path).map_err(|e| LayoutError::io("rename into place", &tmp, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        ironclaw_hostfs::write_atomic(path, bytes, ironclaw_hostfs::FileMode::WorldReadable)
+            .map_err(|e| {
+                let (action, path, source) = e.into_parts();
+                LayoutError::Io {
+                    action,
+                    path,
+                    source,
+                }
+            })
     }
 }
 

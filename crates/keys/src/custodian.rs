@@ -6,8 +6,9 @@
 //! {"version":1,"master_fingerprint":"<16 hex>","keys":{"<session id>":"<hex of nonce||ciphertext>"}}
 //! ```
 //!
-//! Every change rewrites the whole file atomically (`<file>.tmp`, fsync, rename, fsync the
-//! directory), so a crash leaves the old or the new store, never a mix.
+//! Every change rewrites the whole file atomically with [`ironclaw_hostfs::write_private`]
+//! (a private temporary file, fsync, rename, fsync the directory), so a crash leaves the
+//! old or the new store, never a mix.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -427,12 +428,11 @@ impl KeyCustodian {
         let master_dir = fsio::parent_dir(master_path);
         let store_dir = fsio::parent_dir(&self.path);
         // Any `.next` left from an earlier failed attempt is stale: the check above shows
-        // the store is still sealed under the master at `master_path`.
+        // the store is still sealed under the master at `master_path`. Each staged file
+        // is durable, its directory entry included, once written.
         let staged = (|| {
             fsio::write_private_file(&master_next, new_master.as_bytes())?;
-            fsio::fsync_dir(master_dir)?;
             fsio::write_private_file(&store_next, &bytes)?;
-            fsio::fsync_dir(store_dir)?;
             fsio::rename(&store_next, &self.path)
         })();
         if let Err(e) = staged {
@@ -459,11 +459,21 @@ impl KeyCustodian {
     /// Writes `next` as the whole store and makes it the in-memory state.
     fn commit(&self, st: &mut State, next: BTreeMap<SessionId, String>) -> Result<(), KeyError> {
         let bytes = serialize_store(&st.fingerprint, &next)?;
-        fsio::write_and_rename(&self.path, &bytes)?;
-        // The new file has the name now, even if the directory fsync below fails: keeping
-        // the old map in memory then would let a later write resurrect a destroyed key.
-        st.blobs = next;
-        fsio::fsync_dir(fsio::parent_dir(&self.path))
+        match ironclaw_hostfs::write_private(&self.path, &bytes) {
+            Ok(()) => {
+                st.blobs = next;
+                Ok(())
+            }
+            Err(e) => {
+                // If only the directory fsync failed, the new file has the name: keeping
+                // the old map in memory then would let a later write resurrect a
+                // destroyed key.
+                if e.in_place() {
+                    st.blobs = next;
+                }
+                Err(e.into())
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -119,6 +119,17 @@ pub enum KeyError {
     Seal { session: SessionId },
 }
 
+/// A failed write of a key file is an I/O error like any other: the step, the path it
+/// acted on and the OS error are kept. (When the file did land and only its directory
+/// fsync failed, the custodian asks the [`ironclaw_hostfs::HostFsError`] before it
+/// becomes this.)
+impl From<ironclaw_hostfs::HostFsError> for KeyError {
+    fn from(e: ironclaw_hostfs::HostFsError) -> Self {
+        let (op, path, source) = e.into_parts();
+        Self::Io { op, path, source }
+    }
+}
+
 impl KeyError {
     pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {

@@ -1,18 +1,16 @@
 //! The few file-system moves the crate makes, each with the durability and access rules
-//! key files need.
+//! key files need. Writing goes through `ironclaw-hostfs`, the one writer of the host's
+//! own files; reading, with the key files' access rules, is here.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::KeyError;
-
-/// Owner read/write, nothing for group or other.
-pub(crate) const PRIVATE_MODE: u32 = 0o600;
 
 /// `path` with `suffix` appended to its last component (`master.key` → `master.key.next`).
 pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -37,9 +35,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 /// reverts to an older set of keys, or a rotation whose order on disk differs from the
 /// order we performed it in, which the recovery reasoning depends on.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), KeyError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| KeyError::io("fsync directory", dir, e))
+    Ok(ironclaw_hostfs::fsync_dir(dir)?)
 }
 
 fn file_kind(ft: fs::FileType) -> &'static str {
@@ -125,34 +121,16 @@ pub(crate) fn read_private_file(
     Ok(Some(buf))
 }
 
-/// Writes `bytes` to a new file at `path` with mode 0600 and fsyncs it. A leftover file at
-/// `path` (from an earlier crash) is removed first.
+/// Writes `bytes` to a new file at `path` with mode 0600 and makes it durable (the file
+/// and its directory entry). A leftover file at `path` (from an earlier crash) is
+/// removed first.
 ///
-/// The mode is given at creation, so the file is never readable by others, not even
-/// for an instant; it is set again afterwards because the umask may have removed the
-/// owner's own bits. `create_new` (O_EXCL) also never follows a symlink planted at
-/// `path`. The caller fsyncs the directory once the name is final.
+/// [`ironclaw_hostfs::create_private`] gives the file its mode at creation, so it is
+/// never readable by others, not even for an instant, and never follows a symlink
+/// planted at `path`; on a failed write it removes the torn file.
 pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     remove_if_exists(path)?;
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE_MODE)
-            .open(path)
-            .map_err(|e| KeyError::io("create", path, e))?;
-        f.set_permissions(fs::Permissions::from_mode(PRIVATE_MODE))
-            .map_err(|e| KeyError::io("chmod", path, e))?;
-        f.write_all(bytes)
-            .map_err(|e| KeyError::io("write", path, e))?;
-        f.sync_all().map_err(|e| KeyError::io("fsync", path, e))
-    })();
-    if result.is_err() {
-        // Best effort: a torn file is garbage either way, and every reader of these
-        // names copes with one.
-        let _ = fs::remove_file(path);
-    }
-    result
+    Ok(ironclaw_hostfs::create_private(path, bytes)?)
 }
 
 /// Removes `path` if it exists; true if it did. The caller fsyncs the directory.
@@ -166,16 +144,4 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<bool, KeyError> {
 
 pub(crate) fn rename(from: &Path, to: &Path) -> Result<(), KeyError> {
     fs::rename(from, to).map_err(|e| KeyError::io("rename into place", from, e))
-}
-
-/// Puts `bytes` in place of the file at `path` atomically: `<path>.tmp` (0600), fsync,
-/// rename over `path`. A crash leaves the old or the new file, never a torn one. Once
-/// this returns `Ok` every reader sees the new contents; the caller then fsyncs the
-/// directory ([`fsync_dir`]) to make the rename survive a crash.
-pub(crate) fn write_and_rename(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let tmp = sibling(path, ".tmp");
-    write_private_file(&tmp, bytes)?;
-    rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
 }

@@ -104,8 +104,9 @@ impl MasterKey {
         Ok(Some(k))
     }
 
-    /// A 32-byte key for one of the host's other encrypted files, e.g. `"registry-db"`:
-    /// HMAC-SHA256(master, `"ironclaw/" + purpose + "/v1"`).
+    /// A 32-byte key bound to this master key and `purpose`:
+    /// HMAC-SHA256(master, `"ironclaw/" + purpose + "/v1"`). The host's databases do not
+    /// use it (their keys are sealed, [`crate::HostFile`], so they outlive a rotation).
     ///
     /// Deterministic, and independent per purpose: the label is fixed text around the
     /// purpose, so distinct purposes give distinct HMAC inputs, and knowing one derived

@@ -32,7 +32,7 @@ const LEFT_OUT_DIRS: &[(&str, &str)] = &[
     ("images", "verified-image cache, rebuilt from the image at start"),
 ];
 /// Transient names: rollback journals (a database is only copied without one), and
-/// the staging files of atomic writes.
+/// the staging files of atomic writes (with [`ironclaw_hostfs::is_temp_name`]).
 const LEFT_OUT_SUFFIXES: &[&str] = &["-journal", ".tmp", ".next", ".new", ".partial", ".sock.d"];
 /// Top-level files copied after the walk, in this order (see the module docs).
 const AUDIT: &str = "audit.jsonl";
@@ -331,7 +331,11 @@ fn left_out_dir(top: bool, name: &str) -> Option<&'static str> {
 }
 
 fn left_out_by_name(top: bool, name: &str) -> bool {
-    left_out_dir(top, name).is_some() || LEFT_OUT_SUFFIXES.iter().any(|s| name.ends_with(s))
+    left_out_dir(top, name).is_some()
+        || LEFT_OUT_SUFFIXES.iter().any(|s| name.ends_with(s))
+        // The temporary file of a write in flight (the token file, the key store) or of
+        // one a crash interrupted: never read back.
+        || ironclaw_hostfs::is_temp_name(OsStr::new(name))
 }
 
 /// `NotFound` while walking: the thing went away between listing and opening (a
@@ -1069,6 +1073,46 @@ mod tests {
         }
     }
 
+    /// The daemon opens its databases with `host_file_key` and backup checks them with
+    /// `existing_host_file_key`: one API, so the two cannot disagree on a key's name.
+    #[test]
+    fn the_host_databases_verify_under_the_keys_the_daemon_opens_them_with() {
+        use ironclaw_keys::HostFile;
+
+        let (_tmp, root, out) = state();
+        let layout = HostLayout::new(&root);
+        let (keys, _) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys()).unwrap();
+        let key = |f| Cipher::Key(keys.host_file_key(f).unwrap());
+        drop(
+            ironclaw_registry::Registry::open(&layout.registry_db(), &key(HostFile::Registry))
+                .unwrap(),
+        );
+        drop(
+            ironclaw_gateway::ChangeStore::open(&layout.changes_db(), &key(HostFile::ChangeStore))
+                .unwrap(),
+        );
+        drop(keys);
+        let r = backup(&opts(&root, &out)).unwrap();
+        assert_eq!(r.check.databases, 2);
+
+        // A host database whose key is not in the store is named with the missing key.
+        let (_tmp, root, out) = state();
+        let layout = HostLayout::new(&root);
+        drop(
+            ironclaw_registry::Registry::open(
+                &layout.registry_db(),
+                &Cipher::Key(SessionKey::from_bytes([9; 32])),
+            )
+            .unwrap(),
+        );
+        let e = backup(&opts(&root, &out)).unwrap_err().to_string();
+        assert!(
+            e.contains("its key (host-registry-db) is not in sealed-keys"),
+            "{e}"
+        );
+        assert!(!out.exists());
+    }
+
     #[test]
     fn a_host_database_that_does_not_verify_fails_the_backup() {
         let (_tmp, root, out) = state();
@@ -1204,6 +1248,30 @@ mod tests {
             std::fs::read(restored.join(MASTER)).unwrap(),
             std::fs::read(root.join(MASTER)).unwrap()
         );
+    }
+
+    /// The host's private files are written through a temporary `.<name>.tmp-<hex>`
+    /// beside them (ironclaw-hostfs); one caught in flight, or left by a crash, is not
+    /// state.
+    #[test]
+    fn the_temporary_files_of_host_writes_are_left_out() {
+        let (_tmp, root, out) = state();
+        for name in [
+            ".tokens.tmp-0123456789abcdef",
+            ".sealed-keys.tmp-fedcba9876543210",
+            ".dev-token.tmp-00000000ffffffff",
+        ] {
+            write(&root, name, b"half a file");
+            assert!(left_out_by_name(true, name), "{name}");
+        }
+        backup(&opts(&root, &out)).unwrap();
+        let m = archived(&out);
+        assert!(
+            !m.entries.iter().any(|e| e.path.contains(".tmp-")),
+            "{:?}",
+            m.entries
+        );
+        assert!(!left_out_by_name(true, ".tokens.tmp-not-hex"));
     }
 
     #[test]
