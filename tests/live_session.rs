@@ -13,15 +13,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ironclaw_contract::db::Cipher;
-use ironclaw_contract::enums::{MessageKind, Provenance};
-use ironclaw_contract::ids::{MessageId, SessionId};
+use ironclaw_contract::ids::SessionId;
 use ironclaw_contract::paths::HostLayout;
 use ironclaw_contract::queue::{InboundWriter, OutboundReader};
-use ironclaw_contract::rows::{NewMessageIn, Route};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_e2e::{ironctl, Daemon};
 use ironclaw_keys::KeyCustodian;
 use ironclaw_queue::QueueFactory;
+use ironclaw_testkit::message_in;
 
 fn static_agent() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -100,20 +99,7 @@ impl Live {
     fn send(&self, sid: &SessionId, id: &str, text: &str) {
         let f = QueueFactory::new(self.layout());
         let mut w = f.inbound_writer(sid, &self.cipher(sid)).unwrap();
-        w.write_message(&NewMessageIn {
-            id: MessageId::new(id).unwrap(),
-            kind: MessageKind::Chat,
-            timestamp: Timestamp::now(),
-            process_after: None,
-            recurrence: None,
-            series_id: None,
-            trigger: true,
-            route: Route::default(),
-            content: text.into(),
-            source_session_id: None,
-            provenance: Provenance::Verified,
-        })
-        .unwrap();
+        w.write_message(&message_in(id, text).build()).unwrap();
     }
 
     fn replies(&self, sid: &SessionId) -> Vec<String> {

@@ -60,14 +60,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ironclaw_contract::db::{Cipher, DbError};
-use ironclaw_contract::enums::{MessageKind, Provenance, Status};
+use ironclaw_contract::db::DbError;
+use ironclaw_contract::enums::Status;
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::queue::{InboundReader, InboundWriter, OutboundReader, QueueError};
-use ironclaw_contract::rows::{AckCursor, NewMessageIn, ProcessingAck, Route};
+use ironclaw_contract::rows::{AckCursor, NewMessageIn, ProcessingAck};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_modelproxy::ProxyConfig;
 use ironclaw_session::{LaunchOutcome, Liveness, SessionManager};
+use ironclaw_testkit::message_in;
 
 use runsc_world::{static_agent, RunscWorld};
 
@@ -105,19 +106,7 @@ fn payload(i: usize) -> String {
 }
 
 fn message(i: usize) -> NewMessageIn {
-    NewMessageIn {
-        id: inbound_id(i),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route::default(),
-        content: payload(i),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    }
+    message_in(inbound_id(i).to_string(), payload(i)).build()
 }
 
 fn is_unstable(e: &QueueError) -> bool {
@@ -274,8 +263,8 @@ fn agent_tail(manager: &SessionManager, sid: &SessionId) -> String {
 
 /// What the host sees when the exchange stalls: the queue directories, a host-side
 /// snapshot read of inbound, and the agent's last words.
-fn diagnose(manager: &SessionManager, sid: &SessionId, cipher: &Cipher) -> String {
-    let layout = manager.queues().layout();
+fn diagnose(manager: &SessionManager, sid: &SessionId) -> String {
+    let layout = manager.layout();
     let mut out = String::new();
     for dir in [layout.inbound_dir(sid), layout.outbound_dir(sid)] {
         out.push_str(&format!("{}:\n", dir.display()));
@@ -285,10 +274,12 @@ fn diagnose(manager: &SessionManager, sid: &SessionId, cipher: &Cipher) -> Strin
         }
     }
     let read = manager
-        .queues()
-        .inbound_reader(sid, cipher.clone())
-        .map_err(QueueError::from)
-        .and_then(|mut r| r.pending_messages(Timestamp::now()));
+        .inbound_reader(sid)
+        .map_err(|e| e.to_string())
+        .and_then(|mut r| {
+            r.pending_messages(Timestamp::now())
+                .map_err(|e| e.to_string())
+        });
     match read {
         Ok(b) => out.push_str(&format!("host read of inbound: {} pending\n", b.rows.len())),
         Err(e) => out.push_str(&format!("host read of inbound failed: {e}\n")),
@@ -323,7 +314,6 @@ async fn five_thousand_messages_each_way_cross_the_runsc_boundary_exactly_once()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cipher = manager.cipher(&sid).unwrap();
     let started = Instant::now();
     let written = Arc::new(AtomicUsize::new(0));
     let completed = Arc::new(AtomicUsize::new(0));
@@ -331,14 +321,14 @@ async fn five_thousand_messages_each_way_cross_the_runsc_boundary_exactly_once()
 
     // Host → sandbox.
     let writer = {
-        let (manager, sid, cipher) = (Arc::clone(&manager), sid.clone(), cipher.clone());
+        let (manager, sid) = (Arc::clone(&manager), sid.clone());
         let (written, completed, failed) = (
             Arc::clone(&written),
             Arc::clone(&completed),
             Arc::clone(&failed),
         );
         tokio::task::spawn_blocking(move || {
-            let mut w = manager.queues().inbound_writer(&sid, &cipher).unwrap();
+            let mut w = manager.inbound_writer(&sid).unwrap();
             for i in 0..MESSAGES {
                 if i % BURST == 0 {
                     while i.saturating_sub(completed.load(Ordering::Relaxed)) > LOW_WATER {
@@ -360,7 +350,7 @@ async fn five_thousand_messages_each_way_cross_the_runsc_boundary_exactly_once()
 
     // Sandbox → host.
     let reader = {
-        let (manager, sid, cipher) = (Arc::clone(&manager), sid.clone(), cipher.clone());
+        let (manager, sid) = (Arc::clone(&manager), sid.clone());
         let (written, completed, failed) = (
             Arc::clone(&written),
             Arc::clone(&completed),
@@ -369,9 +359,8 @@ async fn five_thousand_messages_each_way_cross_the_runsc_boundary_exactly_once()
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let run = std::panic::AssertUnwindSafe(|| {
-                let queues = manager.queues();
-                let mut out = queues.outbound_reader(&sid, cipher.clone()).unwrap();
-                let mut retirer = queues.inbound_writer(&sid, &cipher).unwrap();
+                let mut out = manager.outbound_reader(&sid).unwrap();
+                let mut retirer = manager.inbound_writer(&sid).unwrap();
                 let mut seen = Seen::default();
                 let mut last_progress = Instant::now();
                 let mut last_report = Instant::now();
@@ -385,7 +374,7 @@ async fn five_thousand_messages_each_way_cross_the_runsc_boundary_exactly_once()
                         written.load(Ordering::Acquire),
                         seen.completed.len(),
                         seen.replies.len(),
-                        diagnose(&manager, &sid, &cipher)
+                        diagnose(&manager, &sid)
                     );
                     if now - last_report >= Duration::from_secs(30) {
                         eprintln!(
@@ -439,10 +428,7 @@ async fn five_thousand_messages_each_way_cross_the_runsc_boundary_exactly_once()
     assert!(!tail.contains("corrupt"), "agent: {tail}");
 
     // A final full read agrees with what was acted upon incrementally.
-    let mut out = manager
-        .queues()
-        .outbound_reader(&sid, cipher.clone())
-        .unwrap();
+    let mut out = manager.outbound_reader(&sid).unwrap();
     let acks = all_completed_acks(&mut out);
     let ack_ids: HashSet<MessageId> = acks.iter().map(|a| a.message_id.clone()).collect();
     assert_eq!(acks.len(), MESSAGES, "completed acks");
@@ -469,8 +455,7 @@ async fn five_thousand_messages_each_way_cross_the_runsc_boundary_exactly_once()
     assert_eq!(seen.outbound_ids.len(), MESSAGES);
     assert_eq!(seen.retired, MESSAGES, "inbound rows retired");
     let pending = manager
-        .queues()
-        .inbound_reader(&sid, cipher.clone())
+        .inbound_reader(&sid)
         .unwrap()
         .pending_messages(Timestamp::now())
         .unwrap();

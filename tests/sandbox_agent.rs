@@ -10,15 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ironclaw_contract::db::Cipher;
-use ironclaw_contract::enums::{MessageKind, Provenance, Status};
-use ironclaw_contract::ids::{MessageId, SessionId};
+use ironclaw_contract::enums::Status;
+use ironclaw_contract::ids::SessionId;
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::{HostLayout, HEARTBEAT_FILE_NAME};
 use ironclaw_contract::queue::{InboundWriter, OutboundReader};
-use ironclaw_contract::rows::{MessageOut, NewMessageIn, Route};
+use ironclaw_contract::rows::MessageOut;
 use ironclaw_contract::time::Timestamp;
 use ironclaw_e2e::binary;
 use ironclaw_queue::QueueFactory;
+use ironclaw_testkit::message_in;
 use serde_json::{json, Value};
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -190,20 +191,7 @@ impl Host {
             .factory
             .inbound_writer(&self.sid, &self.cipher)
             .unwrap();
-        w.write_message(&NewMessageIn {
-            id: MessageId::new(id).unwrap(),
-            kind: MessageKind::Chat,
-            timestamp: Timestamp::now(),
-            process_after: None,
-            recurrence: None,
-            series_id: None,
-            trigger: true,
-            route: Route::default(),
-            content: text.into(),
-            source_session_id: None,
-            provenance: Provenance::Verified,
-        })
-        .unwrap();
+        w.write_message(&message_in(id, text).build()).unwrap();
     }
 
     fn outbound(&self) -> Vec<MessageOut> {

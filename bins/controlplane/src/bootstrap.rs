@@ -1,7 +1,7 @@
 //! Opening the daemon's state, in dependency order, failing closed on anything wrong.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,10 +14,10 @@ use ironclaw_contract::paths::HostLayout;
 use ironclaw_delivery::{A2aLimits, Delivery};
 use ironclaw_gateway::{Chain, ChangeStore, Gateway};
 use ironclaw_identity::TokenStore;
-use ironclaw_keys::KeyCustodian;
+use ironclaw_ingest::Ingest;
+use ironclaw_keys::{HostFile, KeyCustodian};
 use ironclaw_modelproxy::{ModelProxy, ProxyConfig, SessionListener};
 use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
-use ironclaw_router::{Router, RouterConfig};
 use ironclaw_session::{DoorbellHub, ManagerConfig, SessionManager};
 use ironclaw_sweep::{Sweep, SweepConfig};
 
@@ -48,7 +48,8 @@ pub struct Daemon {
     image: Option<PathBuf>,
     trust_policy: Option<PathBuf>,
     channels: Arc<Channels>,
-    router: Option<Arc<Router>>,
+    /// Where verified messages go, once [`Daemon::start_sessions`] has run.
+    ingest: Option<Ingest>,
 }
 
 fn err(what: &str) -> impl Fn(String) -> String + '_ {
@@ -77,16 +78,15 @@ impl Daemon {
         if created {
             tracing::warn!(path = %layout.master_key().display(), "created a new master key; back it up with the state dir");
         }
-        let registry = Registry::open(
-            &layout.registry_db(),
-            &data_key(&keys, ironclaw_keys::host_files::REGISTRY_DB)?,
-        )
-        .map_err(|e| err("registry")(e.to_string()))?;
-        let store = ChangeStore::open(
-            &layout.changes_db(),
-            &data_key(&keys, ironclaw_keys::host_files::CHANGE_STORE_DB)?,
-        )
-        .map_err(|e| err("change store")(e.to_string()))?;
+        let host_key = |file: HostFile| {
+            keys.host_file_key(file)
+                .map(Cipher::Key)
+                .map_err(|e| err("key custody")(e.to_string()))
+        };
+        let registry = Registry::open(&layout.registry_db(), &host_key(HostFile::Registry)?)
+            .map_err(|e| err("registry")(e.to_string()))?;
+        let store = ChangeStore::open(&layout.changes_db(), &host_key(HostFile::ChangeStore)?)
+            .map_err(|e| err("change store")(e.to_string()))?;
         let audit = AuditLog::open(&layout.audit_log()).map_err(|e| {
             let p = layout.audit_log();
             err("audit log")(format!(
@@ -155,7 +155,7 @@ impl Daemon {
             image: args.image.clone(),
             trust_policy: args.trust_policy.clone(),
             channels: Arc::new(channels),
-            router: None,
+            ingest: None,
         })
     }
 
@@ -230,19 +230,18 @@ impl Daemon {
             A2aLimits::default(),
         ));
         self.background.push(tokio::spawn(delivery.run(rung)));
-        self.router = Some(Arc::new(Router::new(
+        self.ingest = Some(crate::ingest::service(
             self.gateway.clone(),
-            Arc::new(crate::inbound_sink::SessionSink(manager.clone())),
-            RouterConfig::default(),
-        )));
+            manager.clone(),
+        ));
         self.sessions = Some(manager);
         Ok(())
     }
 
-    /// The inbound path outside the API (Telegram long polling): the adapters, the
-    /// router and the session manager, once [`Daemon::start_sessions`] has run.
-    pub fn inbound_path(&self) -> Option<(&Channels, Arc<Router>, Arc<SessionManager>)> {
-        Some((&self.channels, self.router.clone()?, self.sessions.clone()?))
+    /// The inbound path outside the API (Telegram long polling): the adapters and the
+    /// ingest service, once [`Daemon::start_sessions`] has run.
+    pub fn inbound_path(&self) -> Option<(&Channels, Ingest)> {
+        Some((&self.channels, self.ingest.clone()?))
     }
 
     /// `None` when ready; otherwise why not (shown by `/readyz`).
@@ -282,7 +281,7 @@ impl Daemon {
             tokens: self.tokens.clone(),
             sessions: self.sessions.clone(),
             channels: Some(self.channels.clone()),
-            router: self.router.clone(),
+            ingest: self.ingest.clone(),
             limits,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         });
@@ -339,17 +338,6 @@ fn model_proxy(dev: bool, audit: &Arc<AuditLog>) -> Result<Arc<ModelProxy>, Stri
         tracing::info!(providers = %names.join(","), "model proxy providers configured");
     }
     Ok(proxy)
-}
-
-/// The key of one of the host's own encrypted files. It is a random key sealed in the
-/// custodian's store under a reserved name (sessions are minted `ses_…`, so no session
-/// can take it) rather than derived from the master key: rotating the master key then
-/// re-seals it with the session keys and the files stay readable, with no re-keying.
-fn data_key(keys: &KeyCustodian, name: &str) -> Result<Cipher, String> {
-    let id = ironclaw_contract::ids::SessionId::new(name).map_err(|e| e.to_string())?;
-    keys.get_or_create(&id)
-        .map(Cipher::Key)
-        .map_err(|e| err("key custody")(e.to_string()))
 }
 
 /// Creates the state dir 0700, or refuses one that others can read.
@@ -471,7 +459,8 @@ fn dev_identity(
             secret.expose().to_owned()
         }
     };
-    write_private(&path, &token)?;
+    ironclaw_hostfs::write_private(&path, token.as_bytes())
+        .map_err(|e| err("dev token")(e.to_string()))?;
     let principal = UserId::new("operator:dev").map_err(|e| e.to_string())?;
     make_owner("dev", &principal, registry)?;
     // Audit a new dev token, not every restart that finds the same one.
@@ -490,21 +479,6 @@ fn dev_identity(
         path.display()
     );
     Ok(())
-}
-
-fn write_private(path: &Path, contents: &str) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(contents.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// --dev: the `dev-agent` group with the mock provider and every optional tool.
@@ -527,4 +501,51 @@ fn seed_dev_agent(registry: &Registry) -> Result<(), String> {
         .create_agent_group(g)
         .map_err(|e| err("seeding dev-agent")(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    use ironclaw_contract::key::SessionKey;
+
+    use super::*;
+
+    /// `--dev` wrote its token through `dev-token.tmp`, opened with O_CREAT|O_TRUNC, so a
+    /// symlink planted there made the daemon write the operator token into whatever file
+    /// it pointed at. The token now goes through the host's one private-file writer.
+    #[test]
+    fn the_dev_token_is_never_written_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        private_dir(&state).unwrap();
+        let layout = HostLayout::new(&state);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"not yours").unwrap();
+        let planted = state.join("dev-token.tmp");
+        symlink(&victim, &planted).unwrap();
+
+        let tokens = TokenStore::open(&layout.tokens_file()).unwrap();
+        let registry = Registry::open(
+            &layout.registry_db(),
+            &Cipher::Key(SessionKey::from_bytes([3; 32])),
+        )
+        .unwrap();
+        let audit = AuditLog::open(&layout.audit_log()).unwrap();
+        dev_identity(&layout, &tokens, &registry, &audit).unwrap();
+
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not yours");
+        assert!(std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let meta = std::fs::symlink_metadata(layout.dev_token()).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        let token = std::fs::read_to_string(layout.dev_token()).unwrap();
+        assert_eq!(
+            tokens.authenticate(token.trim()).map(|p| p.name),
+            Some("dev".to_owned())
+        );
+    }
 }

@@ -3,10 +3,9 @@
 
 mod bootstrap;
 mod dispatch;
-mod inbound_sink;
+mod ingest;
 mod proxy_status;
 mod sessions;
-mod telegram_poll;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -133,8 +132,8 @@ async fn run(args: Args) -> Result<(), String> {
     };
     daemon.start_sessions().await?;
     let telegram = match daemon.inbound_path() {
-        Some((channels, router, sessions)) => {
-            telegram_poll::start(channels, router, sessions).map_err(|e| e.to_string())?
+        Some((channels, ingest)) => {
+            ironclaw_channels::telegram::poll::start(channels, ingest).map_err(|e| e.to_string())?
         }
         None => None,
     };

@@ -10,8 +10,10 @@
 //! - Authentication: a bearer token naming an operator ([`ironclaw_identity`]); the
 //!   authenticated principal is what the gateway records, never a claimed name.
 //!
-//! Not here: policy. Who may decide what is the gateway's and the registry's; this
-//! crate maps HTTP onto them.
+//! Not here: policy. Who may decide what is the gateway's and the registry's, who may
+//! chat with which agent group is the router's (`ironclaw_router::webchat`), and what
+//! happens to a verified message is the ingest service's (`ironclaw_ingest::Ingest`);
+//! this crate maps HTTP onto them.
 
 #![forbid(unsafe_code)]
 
@@ -53,7 +55,9 @@ struct Inner {
     sessions: Option<Arc<ironclaw_session::SessionManager>>,
     /// Channel adapters (web chat store, hook verification); `None` in API-only tests.
     channels: Option<Arc<ironclaw_channels::Channels>>,
-    router: Option<Arc<ironclaw_router::Router>>,
+    /// Where verified messages go (routed, queued, sessions woken); `None` in API-only
+    /// tests and when the daemon runs no sessions.
+    ingest: Option<ironclaw_ingest::Ingest>,
     metrics: metrics::Metrics,
     limits: Limits,
     rate_limiter: limits::RateLimiter,
@@ -101,7 +105,7 @@ pub struct ApiParts {
     pub tokens: Arc<TokenStore>,
     pub sessions: Option<Arc<ironclaw_session::SessionManager>>,
     pub channels: Option<Arc<ironclaw_channels::Channels>>,
-    pub router: Option<Arc<ironclaw_router::Router>>,
+    pub ingest: Option<ironclaw_ingest::Ingest>,
     pub limits: Limits,
     pub version: String,
 }
@@ -118,7 +122,7 @@ impl ApiState {
                 tokens: parts.tokens,
                 sessions: parts.sessions,
                 channels: parts.channels,
-                router: parts.router,
+                ingest: parts.ingest,
                 metrics: metrics::Metrics::default(),
                 limits: parts.limits,
                 rate_limiter,

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use ironclaw_api::{ApiParts, ApiState, Limits};
 use ironclaw_audit::AuditLog;
-use ironclaw_contract::ids::AgentGroupId;
+use ironclaw_contract::ids::{AgentGroupId, MessagingGroupId, SessionId};
 use ironclaw_gateway::{Chain, ChangeStore, Gateway};
 use ironclaw_identity::TokenStore;
+use ironclaw_ingest::{InboundEvent, Ingest, RouteFailure, RouteInbound, RouteReport, Wake};
 use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
 use serde_json::{json, Value};
 
@@ -25,6 +26,9 @@ struct Api {
     owner: String,
     /// A global admin's token (operator `admin`).
     admin: String,
+    /// With [`Api::start_with_ingest`]: the token of operator `guest`, who holds no
+    /// role.
+    guest: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     rt: Option<tokio::runtime::Runtime>,
     _tmp: tempfile::TempDir,
@@ -59,12 +63,36 @@ impl Api {
 
     /// Builds the state like the daemon's bootstrap does, and serves it.
     fn start_with(limits: Limits, ready: bool) -> Self {
+        Self::build(limits, ready, None)
+    }
+
+    /// A ready server with the channels (the web chat) and `ingest`, like a daemon
+    /// that runs sessions.
+    fn start_with_ingest(ingest: Ingest) -> Self {
+        Self::build(Limits::default(), true, Some(ingest))
+    }
+
+    fn build(limits: Limits, ready: bool, ingest: Option<Ingest>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let registry = Arc::new(Registry::in_memory());
         let audit = Arc::new(AuditLog::open(&tmp.path().join("audit.jsonl")).unwrap());
         let tokens = Arc::new(TokenStore::open(&tmp.path().join("tokens")).unwrap());
         let owner = operator(&tokens, &registry, "owner", Role::Owner);
         let admin = operator(&tokens, &registry, "admin", Role::Admin);
+        let guest = ingest.is_some().then(|| {
+            let (record, secret) = tokens.create("guest", None).unwrap();
+            registry
+                .put_user(User {
+                    id: record.principal,
+                    kind: "operator".into(),
+                    display_name: "guest".into(),
+                })
+                .unwrap();
+            secret.expose().to_owned()
+        });
+        let channels = ingest.is_some().then(|| {
+            Arc::new(ironclaw_channels::Channels::from_config(&Default::default()).unwrap())
+        });
         registry
             .create_agent_group(AgentGroup::new(
                 AgentGroupId::new(GROUP).unwrap(),
@@ -86,8 +114,8 @@ impl Api {
             audit,
             tokens,
             sessions: None,
-            channels: None,
-            router: None,
+            channels,
+            ingest,
             limits,
             version: "test".into(),
         });
@@ -131,6 +159,7 @@ impl Api {
             registry,
             owner,
             admin,
+            guest,
             shutdown: Some(stop_tx),
             rt: Some(rt),
             _tmp: tmp,
@@ -1276,4 +1305,127 @@ fn framework_errors_use_the_json_error_shape() {
     );
     let msg = r.assert_error(405, "method_not_allowed");
     assert!(!msg.is_empty());
+}
+
+// ---------------------------------------------------------------------------------
+// The web chat over the ingest service.
+
+/// Engages session `ses_chat` for every event, or stops part-way after engaging it
+/// when the text is "fail"; records what it routed.
+#[derive(Default)]
+struct ChatRouter(std::sync::Mutex<Vec<InboundEvent>>);
+
+impl RouteInbound for ChatRouter {
+    fn route(&self, event: &InboundEvent) -> Result<RouteReport, RouteFailure> {
+        self.0.lock().unwrap().push(event.clone());
+        let mut report = RouteReport::new(MessagingGroupId::new("mg_web").unwrap());
+        report.outcomes.push({
+            let mut o = ironclaw_ingest::RoutingOutcome::new(
+                "w1",
+                &AgentGroupId::new(GROUP).unwrap(),
+                ironclaw_ingest::Reason::Engaged,
+            );
+            o.engaged = true;
+            o.session_id = Some(SessionId::new("ses_chat").unwrap());
+            o
+        });
+        report.wake.push(SessionId::new("ses_chat").unwrap());
+        if event.text == "fail" {
+            return Err(RouteFailure::Stopped {
+                partial: Box::new(report),
+                error: "routing stopped after 1 outcome(s): inbound sink: disk on fire".into(),
+            });
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Default)]
+struct Woken(std::sync::Mutex<Vec<SessionId>>);
+
+impl Wake for Woken {
+    fn wake(&self, session: &SessionId) {
+        self.0.lock().unwrap().push(session.clone());
+    }
+}
+
+/// `POST /v1/chat/send`: the web chat policy's refusals keep their statuses and
+/// messages; a permitted message is opened, recorded, routed as the operator's
+/// verified, addressed message, and its session woken.
+#[test]
+fn web_chat_send_applies_the_policy_and_hands_the_message_to_ingest() {
+    let router = Arc::new(ChatRouter::default());
+    let woken = Arc::new(Woken::default());
+    let api = Api::start_with_ingest(Ingest::new(router.clone(), woken.clone()));
+    let guest = api.guest.clone().unwrap();
+
+    let r = api.post(
+        "/v1/chat/send",
+        Some(&api.owner),
+        &json!({"agent_group_id": "nope", "text": "hi"}),
+    );
+    assert_eq!(r.assert_error(404, "not_found"), "no agent group nope");
+    let r = api.post(
+        "/v1/chat/send",
+        Some(&guest),
+        &json!({"agent_group_id": GROUP, "text": "hi"}),
+    );
+    let msg = r.assert_error(403, "forbidden");
+    assert!(msg.ends_with("may not use agent group g1"), "{msg}");
+    assert!(router.0.lock().unwrap().is_empty());
+
+    let r = api.post(
+        "/v1/chat/send",
+        Some(&api.owner),
+        &json!({"agent_group_id": GROUP, "text": "hello", "conversation_id": "c1"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["conversation_id"], "c1");
+    assert_eq!(v["engaged"], true);
+    assert_eq!(v["outcomes"][0]["session_id"], "ses_chat");
+    assert_eq!(v["outcomes"][0]["reason"], "engaged (trigger=1)");
+    let routed = router.0.lock().unwrap().clone();
+    assert_eq!(routed.len(), 1);
+    assert_eq!(routed[0].channel_type, "web");
+    assert_eq!(routed[0].platform_id, "c1");
+    assert_eq!(routed[0].sender_handle, "owner");
+    assert_eq!(
+        routed[0].platform_message_id.as_deref(),
+        Some(v["message_id"].to_string().as_str())
+    );
+    assert!(api
+        .registry
+        .is_member(
+            &ironclaw_contract::ids::UserId::new("web:owner").unwrap(),
+            &AgentGroupId::new(GROUP).unwrap()
+        )
+        .unwrap());
+    assert_eq!(
+        *woken.0.lock().unwrap(),
+        [SessionId::new("ses_chat").unwrap()]
+    );
+}
+
+/// A web chat message whose routing stops part-way is a 500 with the router's message,
+/// and the session it was already written to is woken all the same (the handler used
+/// to drop the partial report's wakes: the row waited until something else woke it).
+#[test]
+fn a_web_chat_message_whose_routing_stops_still_wakes_what_was_written() {
+    let router = Arc::new(ChatRouter::default());
+    let woken = Arc::new(Woken::default());
+    let api = Api::start_with_ingest(Ingest::new(router, woken.clone()));
+    let r = api.post(
+        "/v1/chat/send",
+        Some(&api.owner),
+        &json!({"agent_group_id": GROUP, "text": "fail"}),
+    );
+    assert_eq!(
+        r.assert_error(500, "internal"),
+        "routing: routing stopped after 1 outcome(s): inbound sink: disk on fire"
+    );
+    assert_eq!(
+        *woken.0.lock().unwrap(),
+        [SessionId::new("ses_chat").unwrap()]
+    );
 }

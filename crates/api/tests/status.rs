@@ -94,7 +94,7 @@ fn world(channels: Option<Arc<Channels>>) -> World {
         tokens,
         sessions: None,
         channels,
-        router: None,
+        ingest: None,
         limits: Limits::default(),
         version: "test".into(),
     });

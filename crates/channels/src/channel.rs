@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
-use ironclaw_router::InboundEvent;
+use ironclaw_ingest::InboundEvent;
 
 /// Channel type of the signed generic webhook.
 pub const WEBHOOK: &str = "webhook";
@@ -62,7 +62,7 @@ pub trait Channel: Send + Sync {
 /// What an authenticated inbound request amounts to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundOutcome {
-    /// Messages for the router, each with provenance `Verified`.
+    /// Messages for the ingest service, each with provenance `Verified`.
     Events(Vec<InboundEvent>),
     /// A protocol answer the HTTP layer must send with status 200 and nothing queued
     /// (Slack's `url_verification` challenge).

@@ -1,7 +1,7 @@
 //! A bounded set of platform message ids already accepted.
 //!
 //! For: recognising a platform's retry or redelivery of an event we already turned
-//! into an [`InboundEvent`](ironclaw_router::InboundEvent) (Slack retries a request it
+//! into an [`InboundEvent`](ironclaw_ingest::InboundEvent) (Slack retries a request it
 //! got no 200 for within 3 s; Telegram redelivers until it gets a 200), so it is
 //! answered "ignored" instead of queued twice. Not for: security (an exact replay of a
 //! signed request is refused by [`crate::replay`]); and not durable — after a restart a

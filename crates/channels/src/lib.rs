@@ -2,8 +2,9 @@
 //!
 //! A message from a platform enters through an adapter's
 //! [`Channel::verify_and_parse`], which authenticates the request before reading it
-//! and yields [`InboundEvent`](ironclaw_router::InboundEvent)s for the router, each
-//! with provenance `Verified`. A reply leaves through [`Channel::send`], which splits
+//! and yields [`InboundEvent`](ironclaw_ingest::InboundEvent)s for the ingest service,
+//! each with provenance `Verified`; Telegram long polling ([`telegram::poll`]) hands
+//! its batches to the same service itself. A reply leaves through [`Channel::send`], which splits
 //! it to the platform's size limit, paces it per destination, retries transient
 //! failures within bounds and says whether a failure is worth retrying later.
 //!
@@ -12,7 +13,7 @@
 //! | [`channel`] | the [`Channel`] trait and the types crossing it |
 //! | [`webhook`] | the signed generic webhook (HMAC-SHA256, both directions) |
 //! | [`slack`] | Slack Events API in, `chat.postMessage` out |
-//! | [`telegram`] | Telegram webhook or long polling in, `sendMessage` out |
+//! | [`telegram`] | Telegram webhook or long polling in (the loop: [`telegram::poll`]), `sendMessage` out |
 //! | [`webchat`] | the web console's in-memory conversation store with live updates |
 //! | [`config`] | credentials from env or a strict file; on/off status without secrets |
 //! | [`hub`] | [`Channels`], every configured adapter by channel type and instance |
@@ -22,8 +23,10 @@
 //! | [`ratelimit`] | per-destination token buckets |
 //! | [`secret`] | zeroized, unprintable credentials |
 //!
-//! Not here: routing (`ironclaw-router`), the HTTP server and its auth
-//! (`ironclaw-api`), durable delivery state (`ironclaw-delivery`).
+//! Not here: what happens to a verified event (`ironclaw-ingest`, which routes it
+//! through `ironclaw-router`), the HTTP server and its auth (`ironclaw-api`), durable
+//! delivery state (`ironclaw-delivery`). This crate depends on the ingest crate alone
+//! for inbound, never on the router, the registry or SQLCipher.
 //!
 //! Invariant (DESIGN §2.6): no input crossing a boundary — request bytes, headers,
 //! platform answers, configuration — can panic this crate; each refusal is a typed

@@ -41,7 +41,7 @@ use std::time::SystemTime;
 
 use http::HeaderMap;
 use ironclaw_contract::enums::Provenance;
-use ironclaw_router::InboundEvent;
+use ironclaw_ingest::InboundEvent;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 

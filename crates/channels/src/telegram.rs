@@ -15,7 +15,7 @@
 //! [`Channel::forget`] releases it when queuing failed. Without a configured secret
 //! the webhook is off (404), never open.
 //!
-//! # Inbound, long polling ([`TelegramPoller`])
+//! # Inbound, long polling ([`TelegramPoller`]; the loop that runs it is [`poll`])
 //! `getUpdates` with `offset` = last `update_id` + 1, which is also how Telegram learns
 //! that earlier updates were received: an update stays on Telegram's side (up to 24
 //! hours), and is returned again to any `getUpdates` without a higher offset, until a
@@ -48,7 +48,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use ironclaw_contract::enums::Provenance;
-use ironclaw_router::InboundEvent;
+use ironclaw_ingest::InboundEvent;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -58,6 +58,8 @@ use crate::channel::{
 };
 use crate::config::{ConfigError, OutboundSettings, TelegramConfig};
 use crate::dedup::SeenIds;
+
+pub mod poll;
 use crate::outbound::{Attempt, Outbound};
 use crate::ratelimit::Rate;
 use crate::secret::Secret;

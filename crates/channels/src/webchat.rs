@@ -24,8 +24,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
+use ironclaw_contract::enums::Provenance;
 use ironclaw_contract::rows::MAX_CONTENT_BYTES;
 use ironclaw_contract::time::Timestamp;
+use ironclaw_ingest::InboundEvent;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -58,6 +60,25 @@ pub struct WebChatMessage {
     pub sender: Option<String>,
     pub text: String,
     pub timestamp: Timestamp,
+}
+
+impl WebChatMessage {
+    /// A user's message as the ingest service takes it: provenance `verified` (the
+    /// API's bearer token authenticated the operator), addressed to the agent
+    /// (`mentioned`), its store id as the platform message id.
+    pub fn inbound_event(&self) -> InboundEvent {
+        InboundEvent {
+            channel_type: WEB.into(),
+            platform_id: self.conversation.clone(),
+            instance: None,
+            thread_id: self.thread_id.clone(),
+            sender_handle: self.sender.clone().unwrap_or_default(),
+            text: self.text.clone(),
+            mentioned: true,
+            provenance: Provenance::Verified,
+            platform_message_id: Some(self.id.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -53,7 +53,7 @@ use std::time::SystemTime;
 
 use http::HeaderMap;
 use ironclaw_contract::enums::Provenance;
-use ironclaw_router::InboundEvent;
+use ironclaw_ingest::InboundEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{

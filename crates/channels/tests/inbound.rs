@@ -14,7 +14,7 @@ use ironclaw_channels::{
     Channel, IgnoreReason, InboundError, InboundOutcome, Secret, MAX_INBOUND_BODY,
 };
 use ironclaw_contract::enums::Provenance;
-use ironclaw_router::InboundEvent;
+use ironclaw_ingest::InboundEvent;
 use proptest::prelude::*;
 use support::{fast_settings, headers, hmac_hex, now, NOW_SECS};
 

@@ -156,3 +156,25 @@ fn a_slow_subscriber_is_told_it_lagged() {
     let next = sub.try_recv().unwrap().unwrap();
     assert_eq!(next.text, "5");
 }
+
+/// A posted user message is handed to the ingest service as the operator's verified,
+/// addressed message, its store id as the platform message id (for the router's dedup).
+#[test]
+fn a_user_message_becomes_a_verified_addressed_event() {
+    let w = store(200, 10);
+    let m = w.post_user_message("c1", None, "ann", "hello").unwrap();
+    assert_eq!(
+        m.inbound_event(),
+        ironclaw_ingest::InboundEvent {
+            channel_type: "web".into(),
+            platform_id: "c1".into(),
+            instance: None,
+            thread_id: None,
+            sender_handle: "ann".into(),
+            text: "hello".into(),
+            mentioned: true,
+            provenance: ironclaw_contract::enums::Provenance::Verified,
+            platform_message_id: Some(m.id.to_string()),
+        }
+    );
+}

@@ -21,7 +21,7 @@ use ironclaw_contract::ids::{AgentGroupId, MessagingGroupId, UserId};
 use ironclaw_gateway::{ChangeRecord, Gateway, Submission};
 use serde_json::{json, Value};
 
-use crate::outcome::{Reason, RoutingOutcome};
+use ironclaw_ingest::{Reason, RoutingOutcome};
 
 /// What the human is told about where the request came from.
 pub(crate) struct Origin<'a> {

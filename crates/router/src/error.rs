@@ -1,9 +1,7 @@
 //! The router's errors: a refused event, or routing that stopped part-way.
 
+use ironclaw_ingest::{RouteFailure, RouteReport, SinkError};
 use ironclaw_registry::RegistryError;
-
-use crate::outcome::RouteReport;
-use crate::sink::SinkError;
 
 /// Why [`crate::Router::route_inbound`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,4 +40,24 @@ pub enum StopCause {
     /// The row id derived from the platform's message id was refused.
     #[error("message id: {0}")]
     MessageId(String),
+}
+
+/// In the ingest port's terms. The message is unchanged: a [`RouteFailure`] displays
+/// the [`RouteError`] it wraps (and a caller that knows the router may downcast to it).
+impl From<RouteError> for RouteFailure {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::InvalidEvent { .. } => RouteFailure::Invalid(Box::new(e)),
+            RouteError::Registry(_) => RouteFailure::Failed(Box::new(e)),
+            RouteError::Stopped { partial, cause } => {
+                // The report goes to the port's variant; the error keeps a copy so its
+                // message ("routing stopped after N outcome(s): …") stays whole.
+                let report = partial.clone();
+                RouteFailure::Stopped {
+                    partial: report,
+                    error: Box::new(RouteError::Stopped { partial, cause }),
+                }
+            }
+        }
+    }
 }

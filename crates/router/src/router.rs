@@ -12,17 +12,18 @@ use ironclaw_contract::ids::{SessionId, UserId};
 use ironclaw_contract::rows::{NewMessageIn, Route, MAX_CONTENT_BYTES};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_gateway::Gateway;
+use ironclaw_ingest::{
+    Appended, InboundSink, Reason, RouteFailure, RouteInbound, RouteReport, RoutingOutcome,
+};
 use ironclaw_registry::{MessagingGroup, Registry, RegistryError, Wiring};
 
 use crate::approval::{Approvals, Origin};
 use crate::dedup::RecentMessages;
 use crate::engage::PatternCache;
 use crate::error::{RouteError, StopCause};
-use crate::event::{Checked, InboundEvent};
+use crate::event::{self as checks, Checked, InboundEvent};
 use crate::message_id::{self, MessageIds};
-use crate::outcome::{Reason, RouteReport, RoutingOutcome};
 use crate::sender::{namespace_user_id, sender_principal};
-use crate::sink::{Appended, InboundSink};
 
 /// Tunables of a [`Router`]. The defaults suit the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +103,7 @@ impl Router {
     /// caller's. On a sink or registry failure mid-way, routing stops and
     /// [`RouteError::Stopped`] carries the outcomes so far.
     pub fn route_inbound(&self, event: &InboundEvent) -> Result<RouteReport, RouteError> {
-        let checked = event.check()?;
+        let checked = checks::check(event)?;
         let mg = self.messaging_group(event)?;
         let mut report = RouteReport::new(mg.id.clone());
         let claim = match checked.platform_message_id {
@@ -347,5 +348,13 @@ impl Router {
         o.session_id = Some(session.id.clone());
         o.message_id = Some(msg.id);
         Ok((o, engaged.then_some(session.id)))
+    }
+}
+
+/// The ingest service's routing port: [`Router::route_inbound`], its error in the
+/// port's terms (the [`RouteError`] kept as the source).
+impl RouteInbound for Router {
+    fn route(&self, event: &InboundEvent) -> Result<RouteReport, RouteFailure> {
+        self.route_inbound(event).map_err(RouteFailure::from)
     }
 }

@@ -1,12 +1,12 @@
 //! Web chat: an authenticated operator talks to an agent group.
 //!
-//! `POST /v1/chat/send` records the message in the web chat store, makes sure the
-//! conversation is a messaging group wired to the agent group, maps the operator to
-//! the web identity `web:<name>` (a member of the group only if the operator may use
-//! the group), and hands the message to the router like any channel's — provenance
-//! `verified`, because the bearer token authenticated it. Replies arrive through
-//! delivery into the same store: `GET …/messages?after=` reads them, `GET …/stream`
-//! pushes them (server-sent events).
+//! `POST /v1/chat/send` opens the conversation to the agent group under the web chat
+//! policy (`ironclaw_router::webchat`: the operator's web identity `web:<name>`, a
+//! member of the group only if the operator may use the group; the messaging group and
+//! its wiring), records the message in the web chat store, and hands it to the ingest
+//! service like any channel's — provenance `verified`, because the bearer token
+//! authenticated it. Replies arrive through delivery into the same store:
+//! `GET …/messages?after=` reads them, `GET …/stream` pushes them (server-sent events).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -14,14 +14,10 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
-use ironclaw_audit::AuditEvent;
 use ironclaw_channels::WebChat;
-use ironclaw_contract::enums::{
-    EngageMode, IgnoredMessagePolicy, Provenance, SenderScope, SessionMode, UnknownSenderPolicy,
-};
-use ironclaw_contract::ids::{AgentGroupId, UserId};
-use ironclaw_registry::{User, Wiring};
-use ironclaw_router::InboundEvent;
+use ironclaw_contract::ids::AgentGroupId;
+use ironclaw_ingest::OnInvalid;
+use ironclaw_router::webchat::{self, WebChatError, WebChatOperator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,8 +27,6 @@ use crate::error::ApiError;
 use crate::limits::ApiJson;
 use crate::ApiState;
 
-/// The channel type of the web chat.
-pub const WEB: &str = "web";
 const MAX_CONVERSATION_ID: usize = 64;
 
 fn unavailable(what: &str) -> ApiError {
@@ -99,98 +93,37 @@ pub async fn send(
         None => new_conversation()?,
     };
     let chat = web_chat(&state)?;
-    let router = state
+    let ingest = state
         .inner
-        .router
+        .ingest
         .clone()
         .ok_or_else(|| unavailable("router"))?;
     let st = state.clone();
     let conv = conversation.clone();
     let text = body.text.clone();
     let (message, report) = tokio::task::spawn_blocking(move || {
-        let registry = &st.inner.registry;
-        if registry.agent_group(&group)?.is_none() {
-            return Err(ApiError::not_found(format!("no agent group {group}")));
-        }
-        // The operator's web identity, a member of the group only if the operator
-        // may use the group: the router's access rules then apply unchanged.
-        let web_user = UserId::new(format!("{WEB}:{}", who.name))
-            .map_err(|e| ApiError::internal(format!("web identity: {e}")))?;
-        if !registry.access(&web_user, &group)?.allowed {
-            if !registry.access(&who.user_id, &group)?.allowed {
-                return Err(ApiError::forbidden(format!(
-                    "{} may not use agent group {group}",
-                    who.user_id
-                )));
-            }
-            registry.put_user(User {
-                id: web_user.clone(),
-                kind: "human".into(),
-                display_name: who.name.clone(),
-            })?;
-            registry.add_member(&web_user, &group)?;
-            st.inner
-                .audit
-                .append(AuditEvent::RegistryChanged {
-                    by: who.user_id.clone(),
-                    what: format!("member {web_user} of {group} (web chat)"),
-                })
-                .map_err(|e| ApiError::internal(format!("audit log: {e}")))?;
-        }
-        // A read first: every message but a conversation's first finds its group, and
-        // the create path takes the registry's write lock, which a busy console would
-        // otherwise contend on for every message.
-        let mg = match registry.find_messaging_group(WEB, &conv, None)? {
-            Some(mg) => mg,
-            None => registry.write(|tx| {
-                tx.get_or_create_messaging_group(
-                    WEB,
-                    &conv,
-                    None,
-                    false,
-                    UnknownSenderPolicy::Strict,
-                )
-            })?,
+        let operator = WebChatOperator {
+            principal: &who.user_id,
+            name: &who.name,
         };
-        if !registry
-            .wirings_for(&mg.id)?
-            .iter()
-            .any(|w| w.agent_group_id == group)
-        {
-            registry.put_wiring(Wiring {
-                id: String::new(),
-                messaging_group_id: mg.id.clone(),
-                agent_group_id: group.clone(),
-                engage_mode: EngageMode::Mention,
-                engage_pattern: None,
-                sender_scope: SenderScope::All,
-                ignored_message_policy: IgnoredMessagePolicy::Drop,
-                session_mode: SessionMode::Shared,
-                priority: 1,
-            })?;
-        }
+        webchat::open_conversation(&st.inner.registry, &st.inner.audit, operator, &group, &conv)
+            .map_err(web_chat_error)?;
         let message = chat
             .post_user_message(&conv, None, &who.name, &text)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let event = InboundEvent {
-            channel_type: WEB.into(),
-            platform_id: conv.clone(),
-            instance: None,
-            thread_id: None,
-            sender_handle: who.name.clone(),
-            text,
-            mentioned: true,
-            provenance: Provenance::Verified,
-            platform_message_id: Some(message.id.to_string()),
-        };
-        let report = router
-            .route_inbound(&event)
-            .map_err(|e| ApiError::internal(format!("routing: {e}")))?;
+        let received = ingest.receive(&[message.inbound_event()], OnInvalid::Stop);
+        if let Some(stopped) = received.stopped {
+            return Err(ApiError::internal(format!("routing: {}", stopped.error)));
+        }
+        let report = received
+            .reports
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("routing: no report"))?;
         Ok((message, report))
     })
     .await
     .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
-    super::hooks::wake(&state, &report.wake);
     Ok(Json(json!({
         "conversation_id": conversation,
         "message_id": message.id,
@@ -202,6 +135,16 @@ pub async fn send(
             "reason": o.to_string(),
         })).collect::<Vec<_>>(),
     })))
+}
+
+/// The web chat policy's refusals as the API has always answered them.
+fn web_chat_error(e: WebChatError) -> ApiError {
+    match e {
+        WebChatError::UnknownGroup(_) => ApiError::not_found(e.to_string()),
+        WebChatError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
+        WebChatError::Registry(e) => e.into(),
+        WebChatError::Identity(_) | WebChatError::Audit(_) => ApiError::internal(e.to_string()),
+    }
 }
 
 #[derive(Deserialize)]

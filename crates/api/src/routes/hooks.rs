@@ -3,8 +3,10 @@
 //! No bearer token here — platforms cannot send one. Each request is verified by its
 //! channel adapter (HMAC signatures with a replay window, Slack's signing secret,
 //! Telegram's secret token) before anything is parsed or queued; a forged, stale or
-//! replayed request gets 401 and queues nothing. Verified events go to the router;
-//! the sessions it names are launched if needed and rung.
+//! replayed request gets 401 and queues nothing. Verified events go to the ingest
+//! service, which routes them and launches (if needed) and rings the sessions they
+//! engaged; when it could not queue them all, the adapter forgets the ones not queued
+//! (so the platform's retry is not dropped as a duplicate) and the answer is 503.
 
 use std::time::SystemTime;
 
@@ -13,30 +15,11 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ironclaw_channels::{InboundError, InboundOutcome};
-use ironclaw_contract::ids::SessionId;
+use ironclaw_ingest::OnInvalid;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::ApiState;
-
-/// Launches (if needed) and rings each session, in the background: the caller's
-/// response does not wait for a sandbox to start.
-pub(crate) fn wake(state: &ApiState, sessions: &[SessionId]) {
-    let Some(manager) = state.inner.sessions.clone() else {
-        return;
-    };
-    for sid in sessions {
-        let (m, sid) = (manager.clone(), sid.clone());
-        tokio::spawn(async move {
-            match m.ensure_running(&sid).await {
-                Ok(_) => {
-                    m.ring(&sid);
-                }
-                Err(e) => tracing::warn!(session = %sid, error = %e, "waking the session failed"),
-            }
-        });
-    }
-}
 
 fn inbound_error(e: &InboundError) -> ApiError {
     let status = e.status();
@@ -97,7 +80,7 @@ async fn handle(
                 .into_response()
         }
         InboundOutcome::Events(events) => {
-            let Some(router) = state.inner.router.clone() else {
+            let Some(ingest) = state.inner.ingest.clone() else {
                 return ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "router_unavailable",
@@ -105,42 +88,26 @@ async fn handle(
                 )
                 .into_response();
             };
-            let adapter = channels.get(&channel, instance.as_deref());
-            let routed = tokio::task::spawn_blocking(move || {
-                let mut wake = Vec::new();
-                for event in &events {
-                    match router.route_inbound(event) {
-                        Ok(report) => {
-                            let reasons: Vec<String> =
-                                report.outcomes.iter().map(|o| o.to_string()).collect();
-                            tracing::info!(channel = %event.channel_type, platform = %event.platform_id, outcomes = ?reasons, "hook routed");
-                            wake.extend(report.wake)
-                        }
-                        Err(e) => {
-                            // Let the platform's retry through the adapter's dedup.
-                            if let Some(a) = &adapter {
-                                a.forget(event);
-                            }
-                            return Err((wake, e.to_string()));
-                        }
-                    }
+            let (events, received) = match ingest.receive_async(events, OnInvalid::Stop).await {
+                Ok(r) => r,
+                Err(e) => return ApiError::internal(format!("worker failed: {e}")).into_response(),
+            };
+            let Some(stopped) = &received.stopped else {
+                return (StatusCode::OK, axum::Json(json!({"ok": true}))).into_response();
+            };
+            // Let the platform's retry through the adapter's dedup.
+            if let Some(adapter) = channels.get(&channel, instance.as_deref()) {
+                for event in received.unrouted(&events) {
+                    adapter.forget(event);
                 }
-                Ok(wake)
-            })
-            .await;
-            match routed {
-                Ok(Ok(wake_list)) => {
-                    wake(&state, &wake_list);
-                    (StatusCode::OK, axum::Json(json!({"ok": true}))).into_response()
-                }
-                Ok(Err((wake_list, e))) => {
-                    wake(&state, &wake_list);
-                    tracing::error!(error = %e, "routing a verified hook failed");
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "routing_failed", e)
-                        .into_response()
-                }
-                Err(e) => ApiError::internal(format!("worker failed: {e}")).into_response(),
             }
+            tracing::error!(error = %stopped.error, "routing a verified hook failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "routing_failed",
+                stopped.error.to_string(),
+            )
+            .into_response()
         }
     }
 }

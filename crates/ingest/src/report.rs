@@ -72,7 +72,9 @@ pub struct RoutingOutcome {
 }
 
 impl RoutingOutcome {
-    pub(crate) fn new(wiring_id: &str, agent_group_id: &AgentGroupId, reason: Reason) -> Self {
+    /// The outcome `reason` on wiring `wiring_id` of `agent_group_id`: no session, no
+    /// row, not engaged (the router sets those as it gets them).
+    pub fn new(wiring_id: &str, agent_group_id: &AgentGroupId, reason: Reason) -> Self {
         Self {
             wiring_id: wiring_id.to_owned(),
             agent_group_id: agent_group_id.clone(),
@@ -85,7 +87,8 @@ impl RoutingOutcome {
         }
     }
 
-    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
+    /// Adds the human detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
@@ -116,15 +119,15 @@ impl fmt::Display for RoutingOutcome {
     }
 }
 
-/// Everything one [`crate::Router::route_inbound`] call did.
+/// Everything routing one event did ([`crate::RouteInbound::route`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteReport {
     pub messaging_group_id: MessagingGroupId,
     /// One per wiring considered, in routing order (priority descending, then wiring
     /// id). Empty for a duplicate.
     pub outcomes: Vec<RoutingOutcome>,
-    /// Sessions that got an engaging row, each once, in routing order. The caller
-    /// wakes (launches or rings) them; the router never does.
+    /// Sessions that got an engaging row, each once, in routing order. The
+    /// [`crate::Ingest`] service wakes (launches and rings) them; the router never does.
     pub wake: Vec<SessionId>,
     /// The event repeats a platform message id routed moments ago (a platform retry):
     /// nothing was evaluated or written.
@@ -132,7 +135,8 @@ pub struct RouteReport {
 }
 
 impl RouteReport {
-    pub(crate) fn new(messaging_group_id: MessagingGroupId) -> Self {
+    /// An empty report for an event of `messaging_group_id`.
+    pub fn new(messaging_group_id: MessagingGroupId) -> Self {
         Self {
             messaging_group_id,
             outcomes: Vec::new(),

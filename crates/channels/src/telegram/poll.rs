@@ -1,6 +1,7 @@
 //! Telegram long polling (`telegram.mode = "poll"`): `getUpdates` batches go through
-//! the same path as `POST /hooks/telegram` — the router writes each event to the
-//! sessions' encrypted inbound queues, and the sessions it names are launched and rung.
+//! the same ingest service as `POST /hooks/telegram` — each event is routed to the
+//! sessions' encrypted inbound queues, and the sessions it engaged are launched and
+//! rung.
 //!
 //! - **Nothing lost.** A batch is acknowledged (the offset moves) only after every
 //!   event in it is queued; a batch whose routing failed is fetched again after a
@@ -8,8 +9,8 @@
 //!   `getUpdates` with a higher offset confirms it, so after a restart (or a crash)
 //!   the first call, without an offset, returns exactly what was never confirmed. At a
 //!   clean stop the last acknowledged batch is confirmed at once
-//!   (`TelegramPoller::confirm`); the module docs of `ironclaw_channels::telegram`
-//!   explain why a stored offset would be unsafe.
+//!   ([`TelegramPoller::confirm`]); the docs of [the parent module](super) explain why a
+//!   stored offset would be unsafe.
 //! - **At least once.** A crash between queueing a batch and the next call, or a
 //!   batch that failed half-way, brings events again, with the same platform message
 //!   id (`<chat>:<message id>`): the router's deduplication on that id is what keeps a
@@ -17,8 +18,9 @@
 //! - **Errors back off** from 1 s to 60 s (Telegram's `retry_after` wins when it sends
 //!   one). A 409 (a webhook is set, or another process polls the same bot) and a 401 or
 //!   404 (a revoked or wrong token) need an operator and are logged as errors.
-//! - An event the router refuses as invalid is skipped with a warning: retrying it can
-//!   never succeed, and holding its batch back would make the bot deaf for good.
+//! - An event the router refuses as invalid is skipped with a warning
+//!   ([`OnInvalid::Skip`]): retrying it can never succeed, and holding its batch back
+//!   would make the bot deaf for good.
 //! - **One stuck update does not block the rest.** A routing failure that lasts (a
 //!   session whose key is missing, a wiring whose registry row cannot be read) makes
 //!   every refetch fail at the same update. After [`STUCK_ATTEMPTS`] failures of the
@@ -39,13 +41,11 @@ use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironclaw_channels::telegram::{PollBatch, PollError, TelegramPoller};
-use ironclaw_channels::{Channels, ConfigError};
-use ironclaw_contract::ids::SessionId;
-use ironclaw_router::{InboundEvent, RouteError, Router};
-use ironclaw_session::SessionManager;
-use tokio::runtime::Handle;
+use ironclaw_ingest::{Ingest, OnInvalid, RouteFailure};
 use tokio::sync::oneshot;
+
+use super::{PollBatch, PollError, TelegramPoller};
+use crate::{Channels, ConfigError};
 
 /// How long each `getUpdates` waits for updates (Telegram allows up to 50 s).
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(25);
@@ -56,7 +56,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// keep the bot deaf for a day without anyone noticing; the next call asks again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// How long [`TelegramPolling::stop`] waits for a batch being routed or confirmed.
-const STOP_WAIT: Duration = Duration::from_secs(5);
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Routing attempts of one update, failing in a row, before it is skipped so that the
 /// updates after it are routed (the back-off between them: 1 + 2 + 4 + 8 s).
 pub const STUCK_ATTEMPTS: u32 = 5;
@@ -98,13 +98,9 @@ pub struct TelegramPolling {
     done: oneshot::Receiver<()>,
 }
 
-/// Starts polling when the configuration asks for it (`None` otherwise). Call from
-/// within the runtime: sessions are woken on it.
-pub fn start(
-    channels: &Channels,
-    router: Arc<Router>,
-    sessions: Arc<SessionManager>,
-) -> Result<Option<TelegramPolling>, StartError> {
+/// Starts polling when the configuration asks for it (`None` otherwise): each batch
+/// goes to `ingest`, from the poller's own thread.
+pub fn start(channels: &Channels, ingest: Ingest) -> Result<Option<TelegramPolling>, StartError> {
     let Some(poller) = channels.telegram_poller(POLL_TIMEOUT) else {
         return Ok(None);
     };
@@ -114,9 +110,7 @@ pub fn start(
     let busy = Arc::new(AtomicBool::new(false));
     let worker = Worker {
         poller,
-        router,
-        sessions,
-        runtime: Handle::current(),
+        ingest,
         stop: stop_rx,
         busy: busy.clone(),
     };
@@ -151,9 +145,7 @@ impl TelegramPolling {
 
 struct Worker {
     poller: TelegramPoller,
-    router: Arc<Router>,
-    sessions: Arc<SessionManager>,
-    runtime: Handle,
+    ingest: Ingest,
     stop: mpsc::Receiver<()>,
     busy: Arc<AtomicBool>,
 }
@@ -205,9 +197,7 @@ impl Worker {
                 continue;
             }
             log_skipped(&batch);
-            let (wake, after) = route_polled(&self.router, &batch, &mut stuck);
-            self.wake(wake);
-            match after {
+            match route_polled(&self.ingest, &batch, &mut stuck) {
                 AfterRouting::Queued => {
                     self.poller.acknowledge(&batch);
                     backoff = MIN_BACKOFF;
@@ -249,24 +239,6 @@ impl Worker {
         }
         self.busy.store(false, Ordering::SeqCst);
     }
-
-    /// Launches (if needed) and rings each session, on the runtime: the next batch does
-    /// not wait for a sandbox to start.
-    fn wake(&self, sessions: Vec<SessionId>) {
-        for sid in sessions {
-            let m = self.sessions.clone();
-            self.runtime.spawn(async move {
-                match m.ensure_running(&sid).await {
-                    Ok(_) => {
-                        m.ring(&sid);
-                    }
-                    Err(e) => {
-                        tracing::warn!(session = %sid, error = %e, "waking the session failed")
-                    }
-                }
-            });
-        }
-    }
 }
 
 /// Consecutive routing failures of one update.
@@ -289,84 +261,49 @@ impl Stuck {
     }
 }
 
-/// What to do with a polled batch once it went through the router.
+/// What to do with a polled batch once it went through the ingest service.
 #[derive(Debug)]
 enum AfterRouting {
     /// Every event is queued (or refused as invalid): acknowledge the batch.
     Queued,
     /// Fetch the batch again after a back-off.
-    Retry(RouteError),
+    Retry(RouteFailure),
     /// `update_id` failed [`STUCK_ATTEMPTS`] times in a row: acknowledge up to and
     /// including it (the events before it are queued), and fetch what follows.
     Skip {
         update_id: i64,
         platform_message: Option<String>,
-        error: RouteError,
+        error: RouteFailure,
     },
 }
 
-/// Routes a polled batch ([`route_batch`]) and decides, counting in `stuck`, whether
-/// a failure is retried or its update given up.
-fn route_polled(
-    router: &Router,
-    batch: &PollBatch,
-    stuck: &mut Stuck,
-) -> (Vec<SessionId>, AfterRouting) {
-    let (wake, result) = route_batch(router, &batch.events);
-    let after = match result {
-        Ok(()) => {
+/// Hands a polled batch to the ingest service (which wakes the sessions it engaged)
+/// and decides, counting in `stuck`, whether a failure is retried or its update given
+/// up. On a failure the events from the failed one on are not queued; the ones before
+/// it are remembered by the router and dropped as duplicates when the batch comes
+/// again.
+fn route_polled(ingest: &Ingest, batch: &PollBatch, stuck: &mut Stuck) -> AfterRouting {
+    let received = ingest.receive(&batch.events, OnInvalid::Skip);
+    match received.stopped {
+        None => {
             *stuck = Stuck::default();
             AfterRouting::Queued
         }
-        Err((i, error)) => match batch.event_updates.get(i) {
+        Some(stopped) => match batch.event_updates.get(stopped.index) {
             Some(&update_id) if stuck.failed(update_id) => {
                 *stuck = Stuck::default();
                 AfterRouting::Skip {
                     update_id,
-                    platform_message: batch.events[i].platform_message_id.clone(),
-                    error,
+                    platform_message: batch
+                        .events
+                        .get(stopped.index)
+                        .and_then(|e| e.platform_message_id.clone()),
+                    error: stopped.error,
                 }
             }
-            _ => AfterRouting::Retry(error),
+            _ => AfterRouting::Retry(stopped.error),
         },
-    };
-    (wake, after)
-}
-
-/// Routes every event of a batch in order. Returns the sessions to wake (each once)
-/// and whether the batch is fully queued; on `Err` (the index of the failed event,
-/// why) the events from the failed one on were not (the ones before it are
-/// remembered by the router and dropped as duplicates when the batch comes again).
-fn route_batch(
-    router: &Router,
-    events: &[InboundEvent],
-) -> (Vec<SessionId>, Result<(), (usize, RouteError)>) {
-    let mut wake: Vec<SessionId> = Vec::new();
-    let mut add = |sessions: Vec<SessionId>| {
-        for s in sessions {
-            if !wake.contains(&s) {
-                wake.push(s);
-            }
-        }
-    };
-    for (i, event) in events.iter().enumerate() {
-        match router.route_inbound(event) {
-            Ok(report) => {
-                let reasons: Vec<String> = report.outcomes.iter().map(|o| o.to_string()).collect();
-                tracing::info!(channel = %event.channel_type, platform = %event.platform_id, duplicate = report.duplicate, outcomes = ?reasons, "telegram: polled message routed");
-                add(report.wake);
-            }
-            Err(RouteError::InvalidEvent { field, reason }) => {
-                tracing::warn!(platform = %event.platform_id, field, reason = %reason, "telegram: polled message refused by the router; skipped");
-            }
-            Err(RouteError::Stopped { partial, cause }) => {
-                add(partial.wake.clone());
-                return (wake, Err((i, RouteError::Stopped { partial, cause })));
-            }
-            Err(e) => return (wake, Err((i, e))),
-        }
     }
-    (wake, Ok(()))
 }
 
 fn next_backoff(backoff: &mut Duration) -> Duration {
@@ -413,76 +350,54 @@ fn log_skipped(batch: &PollBatch) {
 mod tests {
     use super::*;
 
-    use ironclaw_audit::AuditLog;
-    use ironclaw_contract::enums::{
-        EngageMode, IgnoredMessagePolicy, Provenance, SenderScope, SessionMode, UnknownSenderPolicy,
-    };
-    use ironclaw_contract::ids::AgentGroupId;
-    use ironclaw_contract::rows::NewMessageIn;
-    use ironclaw_gateway::{Chain, ChangeStore, Gateway};
-    use ironclaw_registry::{AgentGroup, Registry, Wiring};
-    use ironclaw_router::{Appended, InboundSink, RouterConfig, SinkError};
+    use std::collections::HashSet;
     use std::sync::Mutex;
 
-    /// Queues every row except one whose text contains "poison" (a session that can
-    /// never be written, say).
+    use ironclaw_contract::enums::Provenance;
+    use ironclaw_contract::ids::{MessagingGroupId, SessionId};
+    use ironclaw_ingest::{InboundEvent, RouteInbound, RouteReport, SinkError, Wake};
+
+    /// Routes like the router over wired, public chats: every event is queued once (a
+    /// platform message id queued before is a duplicate, as the router's dedup makes
+    /// it), except one whose text contains "poison" (a session whose queue can never be
+    /// written, say), which stops routing as a sink failure does.
     #[derive(Default)]
-    struct PoisonSink {
+    struct PoisonRouter {
         rows: Mutex<Vec<String>>,
+        seen: Mutex<HashSet<String>>,
     }
 
-    impl InboundSink for PoisonSink {
-        fn append(&self, _: &SessionId, msg: &NewMessageIn) -> Result<Appended, SinkError> {
-            if msg.content.contains("poison") {
-                return Err(SinkError::new(
-                    "unseal the session key",
-                    std::io::Error::other("key missing"),
-                ));
+    impl RouteInbound for PoisonRouter {
+        fn route(&self, event: &InboundEvent) -> Result<RouteReport, RouteFailure> {
+            let mg = MessagingGroupId::new(format!("mg-{}", event.platform_id)).unwrap();
+            let mut report = RouteReport::new(mg);
+            if event.text.contains("poison") {
+                return Err(RouteFailure::Stopped {
+                    partial: Box::new(report),
+                    error: Box::new(SinkError::new(
+                        "unseal the session key",
+                        std::io::Error::other("key missing"),
+                    )),
+                });
             }
-            self.rows.lock().unwrap().push(msg.content.clone());
-            Ok(Appended::New)
+            let id = event.platform_message_id.clone().unwrap_or_default();
+            if !self.seen.lock().unwrap().insert(id) {
+                report.duplicate = true;
+                return Ok(report);
+            }
+            self.rows.lock().unwrap().push(event.text.clone());
+            Ok(report)
         }
     }
 
-    /// A router whose `telegram` chats `1` and `2` are wired to one agent group.
-    fn router(dir: &std::path::Path, sink: Arc<PoisonSink>) -> Router {
-        let registry = Arc::new(Registry::in_memory());
-        let group = AgentGroupId::new("g1").unwrap();
-        registry
-            .create_agent_group(AgentGroup::new(group.clone(), "group", "mock", ""))
-            .unwrap();
-        for chat in ["1", "2"] {
-            let mg = registry
-                .get_or_create_messaging_group(
-                    "telegram",
-                    chat,
-                    None,
-                    true,
-                    UnknownSenderPolicy::Public,
-                )
-                .unwrap();
-            registry
-                .put_wiring(Wiring {
-                    id: format!("w{chat}"),
-                    messaging_group_id: mg.id,
-                    agent_group_id: group.clone(),
-                    engage_mode: EngageMode::Pattern,
-                    engage_pattern: Some(".".into()),
-                    sender_scope: SenderScope::All,
-                    ignored_message_policy: IgnoredMessagePolicy::Drop,
-                    session_mode: SessionMode::Shared,
-                    priority: 0,
-                })
-                .unwrap();
-        }
-        let audit = Arc::new(AuditLog::open(&dir.join("audit.jsonl")).unwrap());
-        let gateway = Arc::new(Gateway::new(
-            ChangeStore::in_memory().unwrap(),
-            registry,
-            audit,
-            Chain::standard(dir.join("mounts")),
-        ));
-        Router::new(gateway, sink, RouterConfig::default())
+    struct NoWake;
+
+    impl Wake for NoWake {
+        fn wake(&self, _: &SessionId) {}
+    }
+
+    fn ingest(router: &Arc<PoisonRouter>) -> Ingest {
+        Ingest::new(router.clone(), Arc::new(NoWake))
     }
 
     fn event(chat: &str, message: i64, text: &str) -> InboundEvent {
@@ -515,9 +430,8 @@ mod tests {
     /// after it are routed; before, every refetch failed at it and the bot went deaf.
     #[test]
     fn an_update_that_keeps_failing_is_skipped_and_later_ones_flow() {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = Arc::new(PoisonSink::default());
-        let router = router(dir.path(), sink.clone());
+        let router = Arc::new(PoisonRouter::default());
+        let ingest = ingest(&router);
         let first = batch(vec![
             (10, event("1", 100, "hello")),
             (11, event("1", 101, "poison")),
@@ -525,13 +439,13 @@ mod tests {
         ]);
         let mut stuck = Stuck::default();
         for attempt in 1..STUCK_ATTEMPTS {
-            let (_, after) = route_polled(&router, &first, &mut stuck);
+            let after = route_polled(&ingest, &first, &mut stuck);
             assert!(
-                matches!(after, AfterRouting::Retry(RouteError::Stopped { .. })),
+                matches!(after, AfterRouting::Retry(RouteFailure::Stopped { .. })),
                 "attempt {attempt}: {after:?}"
             );
         }
-        let (_, after) = route_polled(&router, &first, &mut stuck);
+        let after = route_polled(&ingest, &first, &mut stuck);
         let AfterRouting::Skip {
             update_id,
             platform_message,
@@ -544,13 +458,13 @@ mod tests {
         assert_eq!(platform_message.as_deref(), Some("1:101"));
         assert!(error.to_string().contains("key missing"), "{error}");
         // The worker acknowledges up to and including 11: Telegram then sends 12 on.
-        let (_, after) = route_polled(
-            &router,
+        let after = route_polled(
+            &ingest,
             &batch(vec![(12, event("2", 200, "after"))]),
             &mut stuck,
         );
         assert!(matches!(after, AfterRouting::Queued), "{after:?}");
-        assert_eq!(*sink.rows.lock().unwrap(), ["hello", "after"]);
+        assert_eq!(*router.rows.lock().unwrap(), ["hello", "after"]);
     }
 
     /// Only failures of the same update in a row count: a failure of another update,
@@ -567,18 +481,17 @@ mod tests {
         }
         assert!(stuck.failed(6));
 
-        let dir = tempfile::tempdir().unwrap();
-        let sink = Arc::new(PoisonSink::default());
-        let router = router(dir.path(), sink.clone());
+        let router = Arc::new(PoisonRouter::default());
+        let ingest = ingest(&router);
         let mut stuck = Stuck {
             update_id: Some(1),
             failures: STUCK_ATTEMPTS - 1,
         };
         let ok = batch(vec![(1, event("2", 1, "fine"))]);
-        let (_, after) = route_polled(&router, &ok, &mut stuck);
+        let after = route_polled(&ingest, &ok, &mut stuck);
         assert!(matches!(after, AfterRouting::Queued), "{after:?}");
         let bad = batch(vec![(1, event("1", 2, "poison"))]);
-        let (_, after) = route_polled(&router, &bad, &mut stuck);
+        let after = route_polled(&ingest, &bad, &mut stuck);
         assert!(matches!(after, AfterRouting::Retry(_)), "{after:?}");
     }
 

@@ -1,10 +1,10 @@
-//! Where routed rows go: the seam between the router and the sessions' queue files.
+//! Where routed rows go: the seam between routing and the sessions' queue files.
 //!
 //! For: appending one inbound row to one session's queue. The daemon implements it
-//! by opening the session's encrypted inbound writer (creating the session's key and
-//! files on first use); tests use memory. Not for: waking the session — the router
-//! returns the sessions to wake and the caller rings or launches them, so routing
-//! stays synchronous and never blocks on a sandbox.
+//! over the session manager (which creates the session's queue files on first use and
+//! holds its key); tests use memory. Not for: waking the session — routing reports the
+//! sessions to wake and the [`crate::Ingest`] service wakes them through
+//! [`crate::Wake`], so routing stays synchronous and never blocks on a sandbox.
 
 use std::error::Error;
 
@@ -28,7 +28,7 @@ pub trait InboundSink: Send + Sync {
     /// Appends `msg` to `session`'s inbound queue. The row has passed the contract's
     /// size check already. A row whose id the queue already holds is
     /// [`Appended::AlreadyQueued`], not an error. An error stops routing of the event
-    /// (see [`crate::RouteError::Stopped`]).
+    /// (see [`crate::RouteFailure::Stopped`]).
     fn append(&self, session: &SessionId, msg: &NewMessageIn) -> Result<Appended, SinkError>;
 }
 
