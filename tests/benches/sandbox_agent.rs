@@ -13,14 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ironclaw_contract::db::Cipher;
-use ironclaw_contract::enums::{MessageKind, Provenance, Status};
-use ironclaw_contract::ids::{MessageId, SessionId};
+use ironclaw_contract::enums::Status;
+use ironclaw_contract::ids::SessionId;
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
 use ironclaw_contract::queue::{InboundWriter, OutboundReader};
-use ironclaw_contract::rows::{NewMessageIn, Route};
-use ironclaw_contract::time::Timestamp;
+use ironclaw_contract::rows::NewMessageIn;
 use ironclaw_queue::QueueFactory;
+use ironclaw_testkit::message_in;
 
 const IDLE_RSS_TARGET_KIB: u64 = 10 * 1024;
 
@@ -116,19 +116,7 @@ fn completed(r: &mut impl OutboundReader) -> usize {
 }
 
 fn message(i: usize) -> NewMessageIn {
-    NewMessageIn {
-        id: MessageId::new(format!("m{i}")).unwrap(),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route::default(),
-        content: format!("message number {i}"),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    }
+    message_in(format!("m{i}"), format!("message number {i}")).build()
 }
 
 fn sandbox_binary(full: bool) -> PathBuf {

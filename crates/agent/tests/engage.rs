@@ -8,35 +8,20 @@ use ironclaw_agent::provider::{MockProvider, Provider, ProviderError};
 use ironclaw_agent::{Agent, ToolRegistry, Workspace, DEFAULT_MAX_TURNS};
 use ironclaw_contract::actions::{parse_action, ActionBody};
 use ironclaw_contract::db::Cipher;
-use ironclaw_contract::enums::{ChangeKind, MessageKind, Provenance, Status};
+use ironclaw_contract::enums::{ChangeKind, MessageKind, Status};
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
 use ironclaw_contract::queue::{InboundReader, InboundWriter, OutboundReader};
-use ironclaw_contract::rows::{MessageIn, MessageOut, NewMessageIn, Route, SessionRouting};
+use ironclaw_contract::rows::{MessageIn, MessageOut, NewMessageIn, SessionRouting};
 use ironclaw_contract::sandbox_queue::{EncryptedInboundReader, EncryptedOutboundWriter};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::{MemoryQueue, QueueFactory};
+use ironclaw_testkit::message_in;
 use serde_json::json;
 
 fn inbound(id: &str, content: &str) -> NewMessageIn {
-    NewMessageIn {
-        id: MessageId::new(id).unwrap(),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route {
-            channel_type: Some("slack".into()),
-            platform_id: Some("C123".into()),
-            thread_id: None,
-        },
-        content: content.into(),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    }
+    message_in(id, content).route("slack", "C123").build()
 }
 
 fn routed_queue() -> MemoryQueue {

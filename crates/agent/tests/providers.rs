@@ -12,12 +12,11 @@ use ironclaw_agent::{
     Agent, AnthropicProvider, OpenAiProvider, Provider, ProviderError, ToolRegistry,
 };
 use ironclaw_contract::actions::{parse_action, ActionBody};
-use ironclaw_contract::enums::{MessageKind, Provenance};
-use ironclaw_contract::ids::MessageId;
 use ironclaw_contract::queue::{InboundReader, InboundWriter, OutboundReader};
-use ironclaw_contract::rows::{NewMessageIn, Route, SessionRouting};
+use ironclaw_contract::rows::SessionRouting;
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::MemoryQueue;
+use ironclaw_testkit::message_in;
 use serde_json::{json, Value};
 
 /// A received request: path, headers (lowercased names), body.
@@ -99,20 +98,7 @@ fn setup_queue(content: &str) -> MemoryQueue {
         thread_id: None,
     })
     .unwrap();
-    q.write_message(&NewMessageIn {
-        id: MessageId::new("m1").unwrap(),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route::default(),
-        content: content.into(),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    })
-    .unwrap();
+    q.write_message(&message_in("m1", content).build()).unwrap();
     q
 }
 

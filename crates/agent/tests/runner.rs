@@ -15,7 +15,7 @@ use ironclaw_agent::{
     ToolRegistry,
 };
 use ironclaw_contract::db::Cipher;
-use ironclaw_contract::enums::{MessageKind, Provenance, Status};
+use ironclaw_contract::enums::{MessageKind, Status};
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
@@ -24,21 +24,10 @@ use ironclaw_contract::rows::{MessageOut, NewMessageIn, NewMessageOut, Route};
 use ironclaw_contract::sandbox_queue::{EncryptedInboundReader, EncryptedOutboundWriter};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::{EncryptedInboundWriter, QueueFactory};
+use ironclaw_testkit::message_in;
 
 fn message(id: &str, content: &str, trigger: bool) -> NewMessageIn {
-    NewMessageIn {
-        id: MessageId::new(id).unwrap(),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger,
-        route: Route::default(),
-        content: content.into(),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    }
+    message_in(id, content).trigger(trigger).build()
 }
 
 /// One session's files, provisioned the way the host does it.

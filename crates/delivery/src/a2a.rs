@@ -129,14 +129,9 @@ impl A2a {
             )));
         }
         for sid in &targets {
-            let cipher = d
-                .manager()
-                .cipher(sid)
-                .map_err(|e| Failure::retryable(e.to_string()))?;
             let mut w = d
                 .manager()
-                .queues()
-                .inbound_writer(sid, &cipher)
+                .inbound_writer(sid)
                 .map_err(|e| Failure::retryable(e.to_string()))?;
             let id =
                 MessageId::new(format!("a2a-{}", msg.id())).unwrap_or_else(|_| msg.id().clone());

@@ -268,14 +268,9 @@ fn envelope(
 }
 
 fn session_inbound(d: &Delivery, session: &Session) -> Result<Vec<MessageIn>, Failure> {
-    let cipher = d
-        .manager()
-        .cipher(&session.id)
-        .map_err(|e| Failure::retryable(e.to_string()))?;
     let mut r = d
         .manager()
-        .queues()
-        .inbound_reader(&session.id, cipher)
+        .inbound_reader(&session.id)
         .map_err(|e| Failure::retryable(e.to_string()))?;
     let mut rows = r.scheduled_messages().map_err(queue_failure)?.rows;
     // Due tasks the agent has not run yet are still tasks.

@@ -37,7 +37,7 @@ use ironclaw_contract::time::Timestamp;
 use ironclaw_gateway::Gateway;
 use ironclaw_queue::EncryptedInboundWriter;
 use ironclaw_registry::{Registry, Session};
-use ironclaw_session::SessionManager;
+use ironclaw_session::{QueueAccessError, SessionManager};
 
 pub use a2a::A2aLimits;
 pub use retry::{Failure, RetryState};
@@ -77,6 +77,15 @@ pub enum DeliveryError {
     Queue(#[from] QueueError),
     #[error("registry: {0}")]
     Registry(#[from] ironclaw_registry::RegistryError),
+}
+
+/// A queue the session manager could not open: a key failure is the session's, an
+/// open failure the queue's (as it was when delivery opened queues itself).
+fn queue_access(sid: &SessionId, e: QueueAccessError) -> DeliveryError {
+    match e {
+        QueueAccessError::Open(e) => DeliveryError::Queue(QueueError::from(e)),
+        other => DeliveryError::Session(sid.clone(), other.to_string()),
+    }
 }
 
 /// What one pass over a session did (for logs, metrics and tests).
@@ -170,28 +179,21 @@ impl Delivery {
     /// One pass over one session: retire completed inbound rows, then handle every
     /// unfinished outbound row that is due. Blocking.
     pub fn pass(&self, sid: &SessionId) -> Result<PassReport, DeliveryError> {
-        let layout = self.manager.queues().layout();
-        if !layout.outbound_db(sid).exists() {
+        if !self.manager.layout().outbound_db(sid).exists() {
             return Ok(PassReport::default());
         }
         let session = self
             .registry
             .session(sid)?
             .ok_or_else(|| DeliveryError::Session(sid.clone(), "not in the registry".into()))?;
-        let cipher = self
-            .manager
-            .cipher(sid)
-            .map_err(|e| DeliveryError::Session(sid.clone(), e.to_string()))?;
         let mut outbound = self
             .manager
-            .queues()
-            .outbound_reader(sid, cipher.clone())
-            .map_err(QueueError::from)?;
+            .outbound_reader(sid)
+            .map_err(|e| queue_access(sid, e))?;
         let mut inbound = self
             .manager
-            .queues()
-            .inbound_writer(sid, &cipher)
-            .map_err(QueueError::from)?;
+            .inbound_writer(sid)
+            .map_err(|e| queue_access(sid, e))?;
         let mut report = PassReport {
             retired: self.retire_completed(sid, &mut outbound, &mut inbound)?,
             ..PassReport::default()
@@ -440,15 +442,10 @@ fn inbound_scheduled(
     d: &Delivery,
     sid: &SessionId,
 ) -> Result<Vec<ironclaw_contract::rows::MessageIn>, DeliveryError> {
-    let cipher = d
-        .manager
-        .cipher(sid)
-        .map_err(|e| DeliveryError::Session(sid.clone(), e.to_string()))?;
     let mut r = d
         .manager
-        .queues()
-        .inbound_reader(sid, cipher)
-        .map_err(QueueError::from)?;
+        .inbound_reader(sid)
+        .map_err(|e| queue_access(sid, e))?;
     // Due scheduled rows are in `pending_messages`; future ones in `scheduled_messages`.
     let mut rows = r.pending_messages(Timestamp::now())?.rows;
     rows.extend(r.scheduled_messages()?.rows);

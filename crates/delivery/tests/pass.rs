@@ -5,19 +5,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use ironclaw_audit::AuditLog;
-use ironclaw_contract::enums::{MessageKind, SessionMode, UnknownSenderPolicy};
-use ironclaw_contract::ids::{AgentGroupId, MessageId, SessionId};
+use ironclaw_contract::db::Cipher;
+use ironclaw_contract::enums::MessageKind;
+use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::queue::OutboundWriter;
 use ironclaw_contract::rows::{NewMessageOut, Route, MAX_BATCH};
 use ironclaw_contract::sandbox_queue::EncryptedOutboundWriter;
 use ironclaw_contract::time::Timestamp;
 use ironclaw_delivery::{A2aLimits, Address, Delivery, Dispatcher, Failure};
 use ironclaw_gateway::{Chain, ChangeStore, Gateway};
-use ironclaw_keys::KeyCustodian;
-use ironclaw_modelproxy::{ModelProxy, ProxyConfig};
-use ironclaw_registry::{AgentGroup, Registry};
-use ironclaw_session::{DoorbellHub, ManagerConfig, Ownership, SessionManager, UnsandboxedRuntime};
+use ironclaw_testkit::SessionWorld;
 
 /// Records what it was asked to send.
 #[derive(Default)]
@@ -41,7 +38,7 @@ impl Dispatcher for Recorder {
 }
 
 struct World {
-    _dir: tempfile::TempDir,
+    _world: SessionWorld,
     delivery: Delivery,
     recorder: Arc<Recorder>,
     writer: EncryptedOutboundWriter,
@@ -49,55 +46,22 @@ struct World {
 }
 
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let layout = ironclaw_contract::paths::HostLayout::new(&state);
-    let (keys, _) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys()).unwrap();
-    let audit = Arc::new(AuditLog::open(&layout.audit_log()).unwrap());
-    let registry = Arc::new(Registry::in_memory());
-    let group = AgentGroupId::new("g1").unwrap();
-    let mg = registry
-        .write(|tx| {
-            tx.create_agent_group(AgentGroup::new(group.clone(), "test", "mock", ""))?;
-            tx.get_or_create_messaging_group("web", "c1", None, false, UnknownSenderPolicy::Strict)
-        })
-        .unwrap();
-    let session = registry
-        .resolve_session(&group, &mg.id, None, SessionMode::Shared)
-        .unwrap()
-        .id;
-    let proxy =
-        ModelProxy::new(ProxyConfig::from_lookup(|_| None).unwrap(), audit.clone()).unwrap();
-    let (doorbells, _rung) = DoorbellHub::new();
-    let manager = Arc::new(SessionManager::new(
-        ManagerConfig {
-            layout: layout.clone(),
-            model_proxy_base: state.join("modelproxy.sock"),
-            ownership: Ownership::DaemonUid,
-            extra_agent_args: Vec::new(),
-        },
-        registry.clone(),
-        Arc::new(keys),
-        audit.clone(),
-        proxy,
-        doorbells,
-        // Never launched: the rows below are written as the agent would write them.
-        Arc::new(UnsandboxedRuntime::new(state.join("no-agent"))),
-    ));
-    let cipher = manager.cipher(&session).unwrap();
-    manager.queues().provision(&session, &cipher).unwrap();
-    let writer = EncryptedOutboundWriter::open(&layout.outbound_db(&session), &cipher).unwrap();
+    // The agent is never launched: the rows below are written as the agent would write them.
+    let w = SessionWorld::builder().build();
+    w.manager.provision_queues(&w.session).unwrap();
+    // The test writes outbound as the agent would, with the key the agent is handed.
+    let cipher = Cipher::Key(w.keys.get_or_create(&w.session).unwrap());
+    let writer = EncryptedOutboundWriter::open(&w.layout.outbound_db(&w.session), &cipher).unwrap();
     let gateway = Arc::new(Gateway::new(
         ChangeStore::in_memory().unwrap(),
-        registry.clone(),
-        audit,
-        Chain::standard(dir.path().join("mounts")),
+        w.registry.clone(),
+        w.audit.clone(),
+        Chain::standard(w.root().join("mounts")),
     ));
     let recorder = Arc::new(Recorder::default());
     let delivery = Delivery::new(
-        manager,
-        registry,
+        w.manager.clone(),
+        w.registry.clone(),
         gateway,
         recorder.clone(),
         A2aLimits {
@@ -106,11 +70,11 @@ fn world() -> World {
         },
     );
     World {
-        _dir: dir,
+        session: w.session.clone(),
+        _world: w,
         delivery,
         recorder,
         writer,
-        session,
     }
 }
 

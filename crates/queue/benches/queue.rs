@@ -11,14 +11,14 @@
 use std::time::{Duration, Instant};
 
 use ironclaw_contract::db::Cipher;
-use ironclaw_contract::enums::{MessageKind, Provenance};
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
 use ironclaw_contract::queue::{InboundReader, InboundWriter};
-use ironclaw_contract::rows::{NewMessageIn, Route};
+use ironclaw_contract::rows::NewMessageIn;
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::QueueFactory;
+use ironclaw_testkit::message_in;
 
 struct Run {
     write: Duration,
@@ -26,23 +26,12 @@ struct Run {
 }
 
 fn message(i: usize) -> NewMessageIn {
-    NewMessageIn {
-        id: MessageId::new(format!("in_{i}")).unwrap(),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route {
-            channel_type: Some("web".into()),
-            platform_id: Some("conv-1".into()),
-            thread_id: None,
-        },
-        content: format!("message {i}: the quick brown fox jumps over the lazy dog"),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    }
+    message_in(
+        format!("in_{i}"),
+        format!("message {i}: the quick brown fox jumps over the lazy dog"),
+    )
+    .route("web", "conv-1")
+    .build()
 }
 
 fn write_then_read(cipher: &Cipher, count: usize) -> Run {

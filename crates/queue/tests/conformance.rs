@@ -18,6 +18,7 @@ use ironclaw_contract::rows::{
 use ironclaw_contract::sandbox_queue::EncryptedOutboundWriter;
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::{MemoryQueue, QueueFactory};
+use ironclaw_testkit::message_in;
 
 /// The four handles of one session, as the host and the sandbox each hold them.
 struct Session {
@@ -62,23 +63,7 @@ fn mid(s: &str) -> MessageId {
 }
 
 fn inbound(id: &str, content: &str) -> NewMessageIn {
-    NewMessageIn {
-        id: mid(id),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route {
-            channel_type: Some("web".into()),
-            platform_id: Some("c1".into()),
-            thread_id: None,
-        },
-        content: content.to_owned(),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    }
+    message_in(id, content).route("web", "c1").build()
 }
 
 fn outbound(id: &str, content: &str) -> NewMessageOut {

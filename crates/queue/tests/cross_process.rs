@@ -17,17 +17,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ironclaw_contract::db::{Cipher, DbError};
-use ironclaw_contract::enums::{MessageKind, Provenance, Status};
+use ironclaw_contract::enums::{MessageKind, Status};
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
 use ironclaw_contract::queue::{
     InboundReader, InboundWriter, OutboundReader, OutboundWriter, QueueError,
 };
-use ironclaw_contract::rows::{NewMessageIn, NewMessageOut, Route};
+use ironclaw_contract::rows::{NewMessageOut, Route};
 use ironclaw_contract::sandbox_queue::{EncryptedInboundReader, EncryptedOutboundWriter};
 use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::QueueFactory;
+use ironclaw_testkit::message_in;
 
 const ENV_DIR: &str = "IRONCLAW_PEER_STATE_DIR";
 const ENV_COUNT: &str = "IRONCLAW_PEER_COUNT";
@@ -193,19 +194,7 @@ fn spawn_host_writer(dir: PathBuf, count: usize) -> std::thread::JoinHandle<()> 
         while i < count {
             let burst = 1 + (i * 7919) % 16;
             for _ in 0..burst.min(count - i) {
-                let m = NewMessageIn {
-                    id: MessageId::new(format!("m{i}")).unwrap(),
-                    kind: MessageKind::Chat,
-                    timestamp: Timestamp::now(),
-                    process_after: None,
-                    recurrence: None,
-                    series_id: None,
-                    trigger: true,
-                    route: Route::default(),
-                    content: payload(i),
-                    source_session_id: None,
-                    provenance: Provenance::Verified,
-                };
+                let m = message_in(format!("m{i}"), payload(i)).build();
                 assert_eq!(w.write_message(&m).unwrap(), 2 * i as i64 + 2);
                 i += 1;
             }

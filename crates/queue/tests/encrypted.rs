@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 
 use ironclaw_contract::db::{open_writer, Cipher, DbError};
-use ironclaw_contract::enums::{MessageKind, Provenance};
+use ironclaw_contract::enums::MessageKind;
 use ironclaw_contract::ids::{MessageId, SessionId};
 use ironclaw_contract::key::SessionKey;
 use ironclaw_contract::paths::HostLayout;
@@ -18,25 +18,14 @@ use ironclaw_contract::time::Timestamp;
 use ironclaw_queue::{
     EncryptedInboundWriter, EncryptedOutboundReader, ProvisionError, QueueFactory,
 };
+use ironclaw_testkit::message_in;
 
 fn key(b: u8) -> Cipher {
     Cipher::Key(SessionKey::from_bytes([b; 32]))
 }
 
 fn msg_in(id: &str, content: &str) -> NewMessageIn {
-    NewMessageIn {
-        id: MessageId::new(id).unwrap(),
-        kind: MessageKind::Chat,
-        timestamp: Timestamp::now(),
-        process_after: None,
-        recurrence: None,
-        series_id: None,
-        trigger: true,
-        route: Route::default(),
-        content: content.to_owned(),
-        source_session_id: None,
-        provenance: Provenance::Verified,
-    }
+    message_in(id, content).build()
 }
 
 fn msg_out(id: &str, content: &str) -> NewMessageOut {

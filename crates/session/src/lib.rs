@@ -20,7 +20,8 @@ pub mod unsandboxed;
 
 pub use doorbell::DoorbellHub;
 pub use manager::{
-    LaunchOutcome, LiveSession, ManagerConfig, Ownership, SessionError, SessionManager,
+    LaunchOutcome, LiveSession, ManagerConfig, Ownership, QueueAccessError, SessionError,
+    SessionManager,
 };
 pub use runtime::{LaunchPlan, Launched, Liveness, Runtime, RuntimeError, RuntimeKind};
 pub use sandboxed::RunscRuntime;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ironclaw_audit::{AuditEvent, AuditLog};
-use ironclaw_contract::db::Cipher;
+use ironclaw_contract::db::{Cipher, DbError};
 use ironclaw_contract::enums::{SessionMode, UnknownSenderPolicy};
 use ironclaw_contract::ids::{AgentGroupId, SessionId};
 use ironclaw_contract::key::SessionKey;
@@ -31,10 +31,11 @@ use ironclaw_contract::paths::{
 };
 use ironclaw_contract::queue::InboundWriter;
 use ironclaw_contract::rows::SessionRouting;
+use ironclaw_contract::sandbox_queue::EncryptedInboundReader;
 use ironclaw_contract::time::Timestamp;
 use ironclaw_keys::KeyCustodian;
 use ironclaw_modelproxy::{ModelProxy, SessionListener};
-use ironclaw_queue::QueueFactory;
+use ironclaw_queue::{EncryptedInboundWriter, EncryptedOutboundReader, QueueFactory};
 use ironclaw_registry::{AgentGroup, Registry, SessionStatus};
 
 use crate::doorbell::DoorbellHub;
@@ -74,6 +75,17 @@ pub enum SessionError {
     },
     #[error("session {0} is parked; an operator must resume it")]
     Parked(SessionId),
+}
+
+/// Why a session's queue could not be opened for the host.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueAccessError {
+    #[error("session key: {0}")]
+    Key(#[from] ironclaw_keys::KeyError),
+    #[error("queue files: {0}")]
+    Provision(#[from] ironclaw_queue::ProvisionError),
+    #[error(transparent)]
+    Open(#[from] DbError),
 }
 
 fn io(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> SessionError {
@@ -205,13 +217,55 @@ impl SessionManager {
         &self.doorbells
     }
 
-    pub fn queues(&self) -> &QueueFactory {
-        &self.factory
+    /// Where the sessions' files live on the host (paths only: opening a queue needs
+    /// its key, which only the handles below use).
+    pub fn layout(&self) -> &HostLayout {
+        self.factory.layout()
     }
 
-    /// The cipher of a session's queue files (creating its key on first use).
-    pub fn cipher(&self, session: &SessionId) -> Result<Cipher, SessionError> {
+    /// The cipher of a session's queue files (creating its key on first use). Private:
+    /// session keys never leave this crate; other crates get queue handles instead.
+    fn cipher(&self, session: &SessionId) -> Result<Cipher, QueueAccessError> {
         Ok(Cipher::Key(self.keys.get_or_create(session)?))
+    }
+
+    /// Creates the session's queue files if they are missing (idempotent; existing
+    /// rows are kept). A new session's files would otherwise not exist until its first
+    /// launch, and a message routed to it must be durable before the sandbox starts.
+    pub fn provision_queues(&self, session: &SessionId) -> Result<(), QueueAccessError> {
+        if self.factory.layout().inbound_db(session).exists() {
+            return Ok(());
+        }
+        let cipher = self.cipher(session)?;
+        Ok(self.factory.provision(session, &cipher)?)
+    }
+
+    /// The host's writer of the session's inbound queue (the session's files must
+    /// exist: [`SessionManager::provision_queues`]).
+    pub fn inbound_writer(
+        &self,
+        session: &SessionId,
+    ) -> Result<EncryptedInboundWriter, QueueAccessError> {
+        let cipher = self.cipher(session)?;
+        Ok(self.factory.inbound_writer(session, &cipher)?)
+    }
+
+    /// A read-only view of the session's inbound queue (due and scheduled rows).
+    pub fn inbound_reader(
+        &self,
+        session: &SessionId,
+    ) -> Result<EncryptedInboundReader, QueueAccessError> {
+        let cipher = self.cipher(session)?;
+        Ok(self.factory.inbound_reader(session, cipher)?)
+    }
+
+    /// The host's reader of the session's outbound queue.
+    pub fn outbound_reader(
+        &self,
+        session: &SessionId,
+    ) -> Result<EncryptedOutboundReader, QueueAccessError> {
+        let cipher = self.cipher(session)?;
+        Ok(self.factory.outbound_reader(session, cipher)?)
     }
 
     fn slot(&self, session: &SessionId) -> Arc<tokio::sync::Mutex<Slot>> {

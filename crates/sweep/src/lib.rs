@@ -298,20 +298,15 @@ impl Sweep {
             {
                 continue;
             }
-            let layout = self.manager.queues().layout();
-            if !layout.inbound_db(&s.id).exists() {
+            if !self.manager.layout().inbound_db(&s.id).exists() {
                 continue;
             }
-            let due = match self.manager.cipher(&s.id) {
-                Ok(cipher) => self
-                    .manager
-                    .queues()
-                    .inbound_reader(&s.id, cipher)
-                    .ok()
-                    .and_then(|mut r| r.pending_messages(Timestamp::now()).ok())
-                    .is_some_and(|b| !b.rows.is_empty()),
-                Err(_) => false,
-            };
+            let due = self
+                .manager
+                .inbound_reader(&s.id)
+                .ok()
+                .and_then(|mut r| r.pending_messages(Timestamp::now()).ok())
+                .is_some_and(|b| !b.rows.is_empty());
             if !due {
                 continue;
             }

@@ -6,89 +6,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironclaw_audit::AuditLog;
-use ironclaw_contract::enums::{MessageKind, Provenance, SessionMode, UnknownSenderPolicy};
-use ironclaw_contract::ids::{AgentGroupId, MessageId, SessionId};
-use ironclaw_contract::paths::HostLayout;
 use ironclaw_contract::queue::InboundWriter;
-use ironclaw_contract::rows::{NewMessageIn, Route};
-use ironclaw_contract::time::Timestamp;
-use ironclaw_keys::KeyCustodian;
-use ironclaw_modelproxy::{ModelProxy, ProxyConfig};
-use ironclaw_registry::{AgentGroup, Registry, SessionStatus};
-use ironclaw_session::{
-    DoorbellHub, Liveness, ManagerConfig, Ownership, SessionManager, UnsandboxedRuntime,
-};
+use ironclaw_registry::SessionStatus;
+use ironclaw_session::Liveness;
 use ironclaw_sweep::{Sweep, SweepAction, SweepConfig};
+use ironclaw_testkit::{agent_binary, message_in, SessionWorld};
 
-fn agent_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("ironclaw-sandbox");
-    if !bin.exists() {
-        let ok = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "ironclaw-sandbox"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building ironclaw-sandbox failed");
-    }
-    bin
-}
-
-struct World {
-    _dir: tempfile::TempDir,
-    manager: Arc<SessionManager>,
-    registry: Arc<Registry>,
-    audit: Arc<AuditLog>,
-    session: SessionId,
-}
-
-fn world(agent: PathBuf, poll_ms: u64) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = HostLayout::new(dir.path());
-    let (keys, _) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys()).unwrap();
-    let audit = Arc::new(AuditLog::open(&layout.audit_log()).unwrap());
-    let registry = Arc::new(Registry::in_memory());
-    let group = AgentGroupId::new("g1").unwrap();
-    let mg = registry
-        .write(|tx| {
-            tx.create_agent_group(AgentGroup::new(group.clone(), "t", "mock", ""))?;
-            tx.get_or_create_messaging_group("web", "c1", None, false, UnknownSenderPolicy::Strict)
-        })
-        .unwrap();
-    let session = registry
-        .resolve_session(&group, &mg.id, None, SessionMode::Shared)
-        .unwrap()
-        .id;
-    let mut config = ProxyConfig::from_lookup(|_| None).unwrap();
-    config.enable_mock();
-    let proxy = ModelProxy::new(config, Arc::clone(&audit)).unwrap();
-    let (doorbells, _rung) = DoorbellHub::new();
-    let manager = Arc::new(SessionManager::new(
-        ManagerConfig {
-            layout: layout.clone(),
-            model_proxy_base: dir.path().join("mp.sock"),
-            ownership: Ownership::DaemonUid,
-            extra_agent_args: vec!["--poll-interval-ms".into(), poll_ms.to_string()],
-        },
-        Arc::clone(&registry),
-        Arc::new(keys),
-        Arc::clone(&audit),
-        proxy,
-        doorbells,
-        Arc::new(UnsandboxedRuntime::new(agent)),
-    ));
-    World {
-        _dir: dir,
-        manager,
-        registry,
-        audit,
-        session,
-    }
+fn world(agent: impl Into<PathBuf>, poll_ms: u64) -> SessionWorld {
+    SessionWorld::builder()
+        .agent(agent)
+        .poll_interval_ms(poll_ms)
+        .build()
 }
 
 fn fast() -> SweepConfig {
@@ -102,7 +30,7 @@ fn fast() -> SweepConfig {
     }
 }
 
-fn sweep(w: &World, config: SweepConfig) -> Sweep {
+fn sweep(w: &SessionWorld, config: SweepConfig) -> Sweep {
     Sweep::new(
         Arc::clone(&w.manager),
         Arc::clone(&w.registry),
@@ -209,26 +137,9 @@ async fn a_stopped_session_with_a_due_message_is_woken() {
     // Provision without launching, then queue a message as the router would.
     w.manager.ensure_running(&w.session).await.unwrap();
     w.manager.stop(&w.session, "idle").await.unwrap();
-    let cipher = w.manager.cipher(&w.session).unwrap();
-    let mut inbound = w
-        .manager
-        .queues()
-        .inbound_writer(&w.session, &cipher)
-        .unwrap();
+    let mut inbound = w.manager.inbound_writer(&w.session).unwrap();
     inbound
-        .write_message(&NewMessageIn {
-            id: MessageId::new("m1").unwrap(),
-            kind: MessageKind::Chat,
-            timestamp: Timestamp::now(),
-            process_after: None,
-            recurrence: None,
-            series_id: None,
-            trigger: true,
-            route: Route::default(),
-            content: "wake up".into(),
-            source_session_id: None,
-            provenance: Provenance::Verified,
-        })
+        .write_message(&message_in("m1", "wake up").build())
         .unwrap();
     let mut s = sweep(&w, fast());
     let actions = s.tick().await;
