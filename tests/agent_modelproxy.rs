@@ -6,6 +6,11 @@
 //! and the host model proxy; both speak the mock directive grammar of
 //! `ironclaw-mock-directive`), so they live here rather than in either crate.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

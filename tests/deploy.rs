@@ -11,6 +11,11 @@
 //! the fix in the message. Starting the unit needs systemd as PID 1, which CI does not
 //! have: docs/deployment.md describes that check.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

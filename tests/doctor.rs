@@ -4,6 +4,11 @@
 //!
 //! Needs root, `runsc` and the static agent (`.ci/run` builds it); never skipped.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 
 use ironclaw_e2e::live::LiveDir;

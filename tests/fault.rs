@@ -16,6 +16,11 @@
 //! Needs root, `runsc` and the static agent (`dev/test.sh` builds it); never skipped.
 //! `FAULT_SEED=<n>` replays the kill points of an earlier run.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,11 @@
 //! Needs root, `runsc` and the static agent (`dev/test.sh` builds it); never skipped.
 //! Takes a little over a minute: the shortest recurrence is one minute.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant, SystemTime};
 
 use ironclaw_e2e::chat::{ChatApi, ChatStream};

@@ -52,6 +52,11 @@
 //! Takes about 6 minutes on 2 cores (the agent's cycle under gVisor's ptrace platform
 //! is ≈ 50–60 ms a message; the figures are printed at the end, progress every 30 s).
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "benches/runsc_world/mod.rs"]
 mod runsc_world;
 

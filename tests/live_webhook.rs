@@ -6,6 +6,11 @@
 //! The wiring is made the way an operator makes one: `alice` submits it, the owner
 //! approves it. Needs root, `runsc` and the static agent (`dev/test.sh` builds it).
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use ironclaw_e2e::ironctl;

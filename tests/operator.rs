@@ -1,5 +1,10 @@
 //! The operator path end to end: the real daemon, driven by the real `ironctl`.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ironclaw_e2e::{ironctl, Ctl, Daemon};
 use serde_json::Value;
 

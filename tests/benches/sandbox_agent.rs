@@ -6,6 +6,11 @@
 //! and judges the target (idle RSS ≤ 10 MiB). Under `cargo test --benches` it runs
 //! the same steps briefly against whatever binary is there and judges nothing.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};

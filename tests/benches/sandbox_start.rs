@@ -35,6 +35,11 @@
 //! `cargo test --benches` it runs 2 of each and judges nothing. Needs root, `runsc`,
 //! `cc` and the static agent.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod runsc_world;
 
 use std::os::unix::fs::PermissionsExt;

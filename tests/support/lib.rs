@@ -5,6 +5,9 @@
 //! `cargo test --workspace` builds them (each binary's package has integration tests,
 //! which makes cargo build the binary itself).
 
+// Test support: a harness step that fails is a failed test, and says which one.
+#![allow(clippy::expect_used)]
+
 pub mod chat;
 pub mod live;
 pub mod platform;

@@ -21,6 +21,7 @@ use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
 use ironclaw_session::{DoorbellHub, ManagerConfig, SessionManager};
 use ironclaw_sweep::{Sweep, SweepConfig};
 
+use crate::error::{DaemonError, SocketError, StateDirError};
 use crate::Args;
 
 pub struct Daemon {
@@ -52,12 +53,8 @@ pub struct Daemon {
     ingest: Option<Ingest>,
 }
 
-fn err(what: &str) -> impl Fn(String) -> String + '_ {
-    move |e| format!("{what}: {e}")
-}
-
 impl Daemon {
-    pub fn open(args: &Args) -> Result<Self, String> {
+    pub fn open(args: &Args) -> Result<Self, DaemonError> {
         let state_dir = args.state_dir.clone().unwrap_or_else(|| {
             if args.dev {
                 PathBuf::from(".ironclaw-dev")
@@ -67,41 +64,42 @@ impl Daemon {
         });
         // Absolute: the state dir's paths become OCI mount sources and the rootfs path,
         // which runsc requires to be absolute.
-        let state_dir = std::path::absolute(&state_dir)
-            .map_err(|e| format!("state dir {}: {e}", state_dir.display()))?;
+        let state_dir =
+            std::path::absolute(&state_dir).map_err(|source| StateDirError::Unreadable {
+                path: state_dir.clone(),
+                source,
+            })?;
         private_dir(&state_dir)?;
         let layout = HostLayout::new(&state_dir);
         tracing::info!(state_dir = %state_dir.display(), dev = args.dev, "opening state");
 
         let (keys, created) = KeyCustodian::load(&layout.master_key(), &layout.sealed_keys())
-            .map_err(|e| err("key custody")(e.to_string()))?;
+            .map_err(DaemonError::part("key custody"))?;
         if created {
             tracing::warn!(path = %layout.master_key().display(), "created a new master key; back it up with the state dir");
         }
         let host_key = |file: HostFile| {
             keys.host_file_key(file)
                 .map(Cipher::Key)
-                .map_err(|e| err("key custody")(e.to_string()))
+                .map_err(DaemonError::part("key custody"))
         };
         let registry = Registry::open(&layout.registry_db(), &host_key(HostFile::Registry)?)
-            .map_err(|e| err("registry")(e.to_string()))?;
+            .map_err(DaemonError::part("registry"))?;
         let store = ChangeStore::open(&layout.changes_db(), &host_key(HostFile::ChangeStore)?)
-            .map_err(|e| err("change store")(e.to_string()))?;
-        let audit = AuditLog::open(&layout.audit_log()).map_err(|e| {
-            let p = layout.audit_log();
-            err("audit log")(format!(
-                "{}: {e}; see what is wrong with `ironctl audit verify --state-dir {}`, then restore the state dir from a backup (`ironctl restore`)",
-                p.display(),
-                state_dir.display()
-            ))
-        })?;
+            .map_err(DaemonError::part("change store"))?;
+        let audit =
+            AuditLog::open(&layout.audit_log()).map_err(|source| DaemonError::AuditLog {
+                path: layout.audit_log(),
+                state_dir: state_dir.clone(),
+                source,
+            })?;
         audit
             .append(AuditEvent::DaemonStarted {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })
-            .map_err(|e| err("audit log")(e.to_string()))?;
+            .map_err(DaemonError::part("audit log"))?;
         let tokens =
-            TokenStore::open(&layout.tokens_file()).map_err(|e| err("tokens")(e.to_string()))?;
+            TokenStore::open(&layout.tokens_file()).map_err(DaemonError::part("tokens"))?;
 
         let registry = Arc::new(registry);
         let audit = Arc::new(audit);
@@ -123,14 +121,14 @@ impl Daemon {
         );
         let recovered = gateway
             .recover()
-            .map_err(|e| err("recovering approved changes")(e.to_string()))?;
+            .map_err(DaemonError::part("recovering approved changes"))?;
         if recovered > 0 {
             tracing::info!(recovered, "applied changes approved before a restart");
         }
         let channels_config = ChannelsConfig::load(args.channels_file.as_deref())
-            .map_err(|e| err("channels")(e.to_string()))?;
+            .map_err(DaemonError::part("channels"))?;
         let channels =
-            Channels::from_config(&channels_config).map_err(|e| err("channels")(e.to_string()))?;
+            Channels::from_config(&channels_config).map_err(DaemonError::part("channels"))?;
         for st in channels.status() {
             tracing::info!(channel = %st, "channel adapter");
         }
@@ -161,17 +159,16 @@ impl Daemon {
 
     /// Binds and serves the model proxy's base socket. Refuses to take over a socket
     /// another live process is serving; replaces a stale one (left by a crash).
-    pub async fn serve_model_proxy(&mut self) -> Result<(), String> {
+    pub async fn serve_model_proxy(&mut self) -> Result<(), DaemonError> {
         let path = &self.model_proxy_socket;
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "model proxy socket {}: another process is serving it (is another daemon running?); stop it or pass --model-proxy-socket",
-                path.display()
-            ));
+            return Err(SocketError::InUse { path: path.clone() }.into());
         }
-        let listener = self.model_proxy.serve_base(path).await.map_err(|e| {
-            format!("{e} (the parent directory must be creatable and writable by this user; choose another location with --model-proxy-socket)")
-        })?;
+        let listener = self
+            .model_proxy
+            .serve_base(path)
+            .await
+            .map_err(|source| SocketError::Bind { source })?;
         tracing::info!(
             socket = %path.display(),
             sessions = %session_dir(path).display(),
@@ -183,7 +180,7 @@ impl Daemon {
 
     /// Chooses the runtime, builds the session manager, removes containers an earlier
     /// daemon left, and starts the sweep and the delivery loop.
-    pub async fn start_sessions(&mut self) -> Result<(), String> {
+    pub async fn start_sessions(&mut self) -> Result<(), DaemonError> {
         let choice = crate::sessions::choose(&crate::sessions::RuntimeInputs {
             dev: self.dev,
             layout: &self.layout,
@@ -214,7 +211,7 @@ impl Daemon {
         manager
             .reconcile()
             .await
-            .map_err(|e| err("reconciling sessions")(e.to_string()))?;
+            .map_err(DaemonError::part("reconciling sessions"))?;
         let sweep = Sweep::new(
             manager.clone(),
             self.registry.clone(),
@@ -299,19 +296,16 @@ impl Daemon {
 /// `<state-dir>/modelproxy.sock` in --dev (so a dev daemon needs no root). Made absolute:
 /// sandboxes get per-session sockets beside it by bind mount, which takes absolute
 /// paths.
-fn model_proxy_socket(args: &Args, state_dir: &Path) -> Result<PathBuf, String> {
+fn model_proxy_socket(args: &Args, state_dir: &Path) -> Result<PathBuf, SocketError> {
     let path = match &args.model_proxy_socket {
         Some(p) => p.clone(),
         None if args.dev => state_dir.join("modelproxy.sock"),
         None => PathBuf::from("/run/ironclaw/modelproxy.sock"),
     };
     if path.file_name().is_none() || path.as_os_str().is_empty() {
-        return Err(format!(
-            "--model-proxy-socket {}: needs a file name",
-            path.display()
-        ));
+        return Err(SocketError::NoFileName { path });
     }
-    std::path::absolute(&path).map_err(|e| format!("--model-proxy-socket {}: {e}", path.display()))
+    std::path::absolute(&path).map_err(|source| SocketError::Path { path, source })
 }
 
 /// `<base>.d`, where per-session sockets go.
@@ -323,12 +317,12 @@ fn session_dir(base: &Path) -> PathBuf {
 
 /// The model proxy: providers from the environment (names logged, never keys), plus
 /// the mock in --dev. A malformed provider setting fails startup (fail closed).
-fn model_proxy(dev: bool, audit: &Arc<AuditLog>) -> Result<Arc<ModelProxy>, String> {
-    let mut config = ProxyConfig::from_env().map_err(|e| e.to_string())?;
+fn model_proxy(dev: bool, audit: &Arc<AuditLog>) -> Result<Arc<ModelProxy>, DaemonError> {
+    let mut config = ProxyConfig::from_env()?;
     if dev {
         config.enable_mock();
     }
-    let proxy = ModelProxy::new(config, audit.clone()).map_err(|e| e.to_string())?;
+    let proxy = ModelProxy::new(config, audit.clone())?;
     let names: Vec<&str> = proxy.providers().iter().map(|p| p.prefix()).collect();
     if names.is_empty() {
         tracing::warn!(
@@ -341,35 +335,39 @@ fn model_proxy(dev: bool, audit: &Arc<AuditLog>) -> Result<Arc<ModelProxy>, Stri
 }
 
 /// Creates the state dir 0700, or refuses one that others can read.
-fn private_dir(dir: &Path) -> Result<(), String> {
+fn private_dir(dir: &Path) -> Result<(), StateDirError> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
+            .map_err(|source| StateDirError::Create {
+                path: dir.to_owned(),
+                source,
+            })?;
     }
-    let meta = std::fs::metadata(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
+    let meta = std::fs::metadata(dir).map_err(|source| StateDirError::Unreadable {
+        path: dir.to_owned(),
+        source,
+    })?;
     if !meta.is_dir() {
-        return Err(format!(
-            "state dir {} is not a directory: pass --state-dir a directory (created 0700 if missing), or move the file away",
-            dir.display()
-        ));
+        return Err(StateDirError::NotADirectory {
+            path: dir.to_owned(),
+        });
     }
     let mode = meta.permissions().mode() & 0o777;
     // 0711 is private too: others may traverse (runsc's unprivileged gofer must reach
     // the session mounts beneath it) but not list, read or write.
     if mode & 0o066 != 0 {
-        return Err(format!(
-            "state dir {} has mode {mode:o}; it holds keys and must be private: chmod 700 {}",
-            dir.display(),
-            dir.display()
-        ));
+        return Err(StateDirError::NotPrivate {
+            path: dir.to_owned(),
+            mode,
+        });
     }
     Ok(())
 }
 
-fn make_owner(name: &str, principal: &UserId, registry: &Registry) -> Result<(), String> {
+fn make_owner(name: &str, principal: &UserId, registry: &Registry) -> Result<(), DaemonError> {
     registry
         .put_user(User {
             id: principal.clone(),
@@ -384,7 +382,7 @@ fn make_owner(name: &str, principal: &UserId, registry: &Registry) -> Result<(),
             })
         })
         .map(|_| ())
-        .map_err(|e| err("registry")(e.to_string()))
+        .map_err(DaemonError::part("registry"))
 }
 
 fn daemon_principal() -> UserId {
@@ -392,10 +390,14 @@ fn daemon_principal() -> UserId {
 }
 
 /// First start outside --dev: mint an owner token and print it once.
-fn first_owner(tokens: &TokenStore, registry: &Registry, audit: &AuditLog) -> Result<(), String> {
+fn first_owner(
+    tokens: &TokenStore,
+    registry: &Registry,
+    audit: &AuditLog,
+) -> Result<(), DaemonError> {
     let (record, secret) = tokens
         .create("owner", None)
-        .map_err(|e| err("tokens")(e.to_string()))?;
+        .map_err(DaemonError::part("tokens"))?;
     make_owner("owner", &record.principal, registry)?;
     audit
         .append(AuditEvent::TokenCreated {
@@ -403,7 +405,7 @@ fn first_owner(tokens: &TokenStore, registry: &Registry, audit: &AuditLog) -> Re
             principal: record.principal.clone(),
             created_by: daemon_principal(),
         })
-        .map_err(|e| err("audit log")(e.to_string()))?;
+        .map_err(DaemonError::part("audit log"))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -420,7 +422,7 @@ fn dev_identity(
     tokens: &TokenStore,
     registry: &Registry,
     audit: &AuditLog,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     let path = layout.dev_token();
     let active_dev = |t: &TokenStore| {
         t.list()
@@ -440,7 +442,7 @@ fn dev_identity(
         Some(t) => {
             tokens
                 .adopt("dev", &t, None)
-                .map_err(|e| err("dev token")(e.to_string()))?;
+                .map_err(DaemonError::part("dev token"))?;
             t
         }
         None => {
@@ -451,17 +453,17 @@ fn dev_identity(
             {
                 tokens
                     .revoke("dev", &daemon_principal())
-                    .map_err(|e| err("dev token")(e.to_string()))?;
+                    .map_err(DaemonError::part("dev token"))?;
             }
             let (_, secret) = tokens
                 .create("dev", None)
-                .map_err(|e| err("dev token")(e.to_string()))?;
+                .map_err(DaemonError::part("dev token"))?;
             secret.expose().to_owned()
         }
     };
     ironclaw_hostfs::write_private(&path, token.as_bytes())
-        .map_err(|e| err("dev token")(e.to_string()))?;
-    let principal = UserId::new("operator:dev").map_err(|e| e.to_string())?;
+        .map_err(DaemonError::part("dev token"))?;
+    let principal = UserId::new("operator:dev").map_err(DaemonError::part("dev operator"))?;
     make_owner("dev", &principal, registry)?;
     // Audit a new dev token, not every restart that finds the same one.
     if active_dev(tokens) != before {
@@ -471,7 +473,7 @@ fn dev_identity(
                 principal,
                 created_by: daemon_principal(),
             })
-            .map_err(|e| err("audit log")(e.to_string()))?;
+            .map_err(DaemonError::part("audit log"))?;
     }
     eprintln!(
         "dev mode: the dev operator's token is in {} (export IRONCLAW_API_TOKEN=$(cat {}))",
@@ -482,11 +484,11 @@ fn dev_identity(
 }
 
 /// --dev: the `dev-agent` group with the mock provider and every optional tool.
-fn seed_dev_agent(registry: &Registry) -> Result<(), String> {
-    let id = AgentGroupId::new("dev-agent").map_err(|e| e.to_string())?;
+fn seed_dev_agent(registry: &Registry) -> Result<(), DaemonError> {
+    let id = AgentGroupId::new("dev-agent").map_err(DaemonError::part("seeding dev-agent"))?;
     if registry
         .agent_group(&id)
-        .map_err(|e| err("registry")(e.to_string()))?
+        .map_err(DaemonError::part("registry"))?
         .is_some()
     {
         return Ok(());
@@ -499,7 +501,7 @@ fn seed_dev_agent(registry: &Registry) -> Result<(), String> {
         .collect();
     registry
         .create_agent_group(g)
-        .map_err(|e| err("seeding dev-agent")(e.to_string()))?;
+        .map_err(DaemonError::part("seeding dev-agent"))?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod dispatch;
+mod error;
 mod ingest;
 mod proxy_status;
 mod sessions;
@@ -117,7 +118,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), error::DaemonError> {
     let mut daemon = bootstrap::Daemon::open(&args)?;
     // Before the API: a daemon whose model proxy cannot serve fails at startup, not
     // when the first session needs it. (On an error below, dropping the daemon stops
@@ -132,9 +133,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     daemon.start_sessions().await?;
     let telegram = match daemon.inbound_path() {
-        Some((channels, ingest)) => {
-            ironclaw_channels::telegram::poll::start(channels, ingest).map_err(|e| e.to_string())?
-        }
+        Some((channels, ingest)) => ironclaw_channels::telegram::poll::start(channels, ingest)?,
         None => None,
     };
     let state = daemon.api_state(limits);
@@ -154,8 +153,7 @@ async fn run(args: Args) -> Result<(), String> {
         Duration::from_secs(10),
         move |addr| tracing::info!(%addr, "API listening on {scheme}://{addr}"),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if let Some(t) = telegram {
         t.stop().await;
     }

@@ -41,6 +41,52 @@ pub struct RuntimeInputs<'a> {
     pub trust_policy: Option<&'a Path>,
 }
 
+/// Why the sandboxed runtime could not be set up (sessions then cannot run; the
+/// daemon still serves its API and says this in `/readyz`).
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("trust policy: {0}")]
+    TrustPolicy(#[source] ironclaw_image::PolicyError),
+    #[error("--image and --trust-policy go together")]
+    HalfAnImage,
+    #[error("no sandbox image: pass --image DIR (an OCI layout made by `ironctl image build`) and --trust-policy FILE")]
+    NoImage,
+    /// Boxed: a provisioning error is large, and this one happens once per start.
+    #[error("sandbox image {}: {source}", dir.display())]
+    Provision {
+        dir: PathBuf,
+        #[source]
+        source: Box<ironclaw_image::ProvisionError>,
+    },
+    #[error("no static ironclaw-sandbox found for the dev image: build it with `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p ironclaw-sandbox` or pass --sandbox-bin PATH")]
+    NoStaticAgent,
+    #[error("dev signing key: {0}")]
+    DevSigningKey(#[source] ironclaw_image::KeyError),
+    #[error("dev image from {}: {source}", bin.display())]
+    DevImage {
+        bin: PathBuf,
+        #[source]
+        source: ironclaw_image::BuildError,
+    },
+    #[error("dev key: {0}")]
+    DevKey(#[source] ironclaw_image::KeyError),
+    #[error("dev trust policy is empty")]
+    EmptyDevPolicy,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
+    move |source| SetupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// Runs nothing; every launch explains why.
 struct NoRuntime(String);
 
@@ -77,7 +123,7 @@ pub fn choose(inputs: &RuntimeInputs<'_>) -> RuntimeChoice {
     match isolator {
         Ok(isolator) => match sandboxed(inputs, isolator) {
             Ok(choice) => choice,
-            Err(reason) => unavailable(reason),
+            Err(reason) => unavailable(reason.to_string()),
         },
         Err(e) if inputs.dev => {
             let Some(bin) = agent_binary(inputs.sandbox_bin, false) else {
@@ -102,29 +148,28 @@ pub fn choose(inputs: &RuntimeInputs<'_>) -> RuntimeChoice {
 }
 
 /// The runsc runtime with a provisioned, verified rootfs.
-fn sandboxed(inputs: &RuntimeInputs<'_>, isolator: RunscIsolator) -> Result<RuntimeChoice, String> {
+fn sandboxed(
+    inputs: &RuntimeInputs<'_>,
+    isolator: RunscIsolator,
+) -> Result<RuntimeChoice, SetupError> {
     let layout = inputs.layout;
     let images = layout.images_dir();
-    std::fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
+    std::fs::create_dir_all(&images).map_err(io(&images))?;
     let (image_dir, policy) = match (inputs.image, inputs.trust_policy) {
         (Some(image), Some(policy)) => (
             image.to_owned(),
-            TrustPolicy::load(policy).map_err(|e| format!("trust policy: {e}"))?,
+            TrustPolicy::load(policy).map_err(SetupError::TrustPolicy)?,
         ),
-        (Some(_), None) | (None, Some(_)) => {
-            return Err("--image and --trust-policy go together".into());
-        }
+        (Some(_), None) | (None, Some(_)) => return Err(SetupError::HalfAnImage),
         (None, None) if inputs.dev => dev_image(inputs, &images)?,
-        (None, None) => {
-            return Err(
-                "no sandbox image: pass --image DIR (an OCI layout made by `ironctl image build`) and --trust-policy FILE"
-                    .into(),
-            )
-        }
+        (None, None) => return Err(SetupError::NoImage),
     };
     let rootfs = ironclaw_image::Provisioner::new(&images)
         .provision(&image_dir, &policy)
-        .map_err(|e| format!("sandbox image {}: {e}", image_dir.display()))?;
+        .map_err(|source| SetupError::Provision {
+            dir: image_dir.clone(),
+            source: Box::new(source),
+        })?;
     // runsc's gofer (an unprivileged mapped uid) must traverse to the rootfs.
     for dir in [
         layout.state_dir().to_owned(),
@@ -133,7 +178,7 @@ fn sandboxed(inputs: &RuntimeInputs<'_>, isolator: RunscIsolator) -> Result<Runt
     ] {
         if dir.exists() {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
+                .map_err(io(&dir))?;
         }
     }
     let digest = rootfs.manifest_digest.to_string();
@@ -156,10 +201,11 @@ fn sandboxed(inputs: &RuntimeInputs<'_>, isolator: RunscIsolator) -> Result<Runt
 
 /// --dev: pack the static agent next to the daemon into a signed image and trust
 /// exactly the dev key that signed it.
-fn dev_image(inputs: &RuntimeInputs<'_>, images: &Path) -> Result<(PathBuf, TrustPolicy), String> {
-    let bin = agent_binary(inputs.sandbox_bin, true).ok_or_else(|| {
-        "no static ironclaw-sandbox found for the dev image: build it with `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p ironclaw-sandbox` or pass --sandbox-bin PATH".to_owned()
-    })?;
+fn dev_image(
+    inputs: &RuntimeInputs<'_>,
+    images: &Path,
+) -> Result<(PathBuf, TrustPolicy), SetupError> {
+    let bin = agent_binary(inputs.sandbox_bin, true).ok_or(SetupError::NoStaticAgent)?;
     let key_dir = images.join("dev-key");
     let keys = if key_dir.join("image-signing.key").exists() {
         ironclaw_image::KeyFiles {
@@ -167,19 +213,22 @@ fn dev_image(inputs: &RuntimeInputs<'_>, images: &Path) -> Result<(PathBuf, Trus
             public_key: key_dir.join("image-signing.pub"),
         }
     } else {
-        ironclaw_image::generate_signing_key(&key_dir)
-            .map_err(|e| format!("dev signing key: {e}"))?
+        ironclaw_image::generate_signing_key(&key_dir).map_err(SetupError::DevSigningKey)?
     };
     // A fresh layout each start: the binary may have been rebuilt.
     let layout = images.join("dev-layout");
     if layout.exists() {
-        std::fs::remove_dir_all(&layout).map_err(|e| format!("{}: {e}", layout.display()))?;
+        std::fs::remove_dir_all(&layout).map_err(io(&layout))?;
     }
-    let built = ironclaw_image::build_and_sign(&bin, &layout, Some(&keys.private_key))
-        .map_err(|e| format!("dev image from {}: {e}", bin.display()))?;
-    let public = PublicKey::load(&keys.public_key).map_err(|e| format!("dev key: {e}"))?;
+    let built = ironclaw_image::build_and_sign(&bin, &layout, Some(&keys.private_key)).map_err(
+        |source| SetupError::DevImage {
+            bin: bin.clone(),
+            source,
+        },
+    )?;
+    let public = PublicKey::load(&keys.public_key).map_err(SetupError::DevKey)?;
     let policy = TrustPolicy::from_parts([], [("dev".to_owned(), public)])
-        .ok_or("dev trust policy is empty")?;
+        .ok_or(SetupError::EmptyDevPolicy)?;
     tracing::info!(image = %built.manifest_digest, bin = %bin.display(), "dev image built and signed with the dev key");
     Ok((layout, policy))
 }

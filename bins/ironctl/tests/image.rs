@@ -7,6 +7,11 @@
 //! `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target
 //! x86_64-unknown-linux-gnu -p ironclaw-sandbox`, or `IRONCLAW_SANDBOX_BIN=<path>`.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,6 +2,11 @@
 //! when there is nothing (or nothing valid) to work on. The live versions are in the
 //! end-to-end tests (tests/doctor.rs, tests/backup.rs).
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 

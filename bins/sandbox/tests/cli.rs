@@ -2,6 +2,11 @@
 //! failures are in `startup.rs`). The full loop is
 //! exercised in `tests/sandbox_agent.rs`, which can use host crates to play the host.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -18,8 +18,6 @@
 //! - [`runner`]: the poll loop around engages — heartbeat, doorbell, backoff with a
 //!   circuit breaker, the corrupt-queue exit.
 
-#![forbid(unsafe_code)]
-
 pub mod conversation;
 pub mod engage;
 pub mod http;

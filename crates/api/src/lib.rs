@@ -15,8 +15,6 @@
 //! happens to a verified message is the ingest service's (`ironclaw_ingest::Ingest`);
 //! this crate maps HTTP onto them.
 
-#![forbid(unsafe_code)]
-
 mod auth;
 mod error;
 mod limits;

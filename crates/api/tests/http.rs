@@ -1,6 +1,11 @@
 //! The real router, served by `ironclaw_api::serve` on loopback, over real storage in a
 //! temporary directory, spoken to by a minimal HTTP/1.1 client written here.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

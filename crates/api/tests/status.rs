@@ -2,6 +2,11 @@
 //! registry with sessions (one parked by the sweep, one by the model proxy's budget),
 //! real channel adapters and a stand-in model proxy.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,6 +1,11 @@
 //! The audit chain end to end: appends, reopen, concurrency, every kind of tampering,
 //! torn tails, permissions, forward compatibility.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -3,6 +3,11 @@
 //! Every refusal is checked for its exact error and HTTP status; every acceptance for
 //! provenance `Verified` and the mapped fields.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use http::StatusCode;

@@ -28,8 +28,6 @@
 //! is re-authorized) and host storage (registry, change store). Those live in host
 //! crates, which the sandbox never links.
 
-#![forbid(unsafe_code)]
-
 pub mod actions;
 pub mod enums;
 pub mod gateway;

@@ -2,6 +2,11 @@
 //! their first databases at the same moment (one `PRAGMA key` failed). This test binary
 //! is its own process, so the 16 opens below are the first keyings in it.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Barrier};
 
 use ironclaw_contract::db::{open_writer, Cipher};

@@ -13,8 +13,6 @@
 //! Not here: authentication (the API maps tokens to principals) and the decision of
 //! *who* is an owner or admin (the registry).
 
-#![forbid(unsafe_code)]
-
 pub mod apply;
 mod gateway;
 pub mod payload;

@@ -1,6 +1,11 @@
 //! Appliers: each kind does exactly what was approved, all or nothing; failed applies
 //! are recorded and can be retried.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

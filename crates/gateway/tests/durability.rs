@@ -1,6 +1,11 @@
 //! Durability: changes survive restarts and stay decidable; approved-but-unapplied
 //! changes are applied at startup; what is applied is bound to the stored content.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -54,8 +54,6 @@
 //!   once, into a directory their writer has just created for them.
 //! - **Locking.** Two writers of one file never corrupt it, but the last rename wins.
 
-#![forbid(unsafe_code)]
-
 #[cfg(not(unix))]
 compile_error!("ironclaw-hostfs relies on Unix modes, O_NOFOLLOW and rename(2)");
 

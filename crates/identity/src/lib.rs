@@ -24,8 +24,6 @@
 //! - **Sandbox principals.** `sandbox:*` ids are derived from sessions in
 //!   `ironclaw-contract`; agents never hold operator tokens.
 
-#![forbid(unsafe_code)]
-
 #[cfg(not(unix))]
 compile_error!("ironclaw-identity relies on Unix file modes to keep the token file private (0600)");
 

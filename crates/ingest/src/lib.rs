@@ -23,9 +23,6 @@
 //! among ours, so the channel adapters that yield events stay free of the router, the
 //! registry and SQLCipher.
 
-#![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-
 pub mod event;
 pub mod report;
 pub mod route;

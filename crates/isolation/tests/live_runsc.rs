@@ -20,6 +20,10 @@
 //! with `-C target-feature=+crt-static`, into `<target>/tmp/isolation-probe`), or taken
 //! from `IRONCLAW_ISOLATION_PROBE` when that names a prebuilt binary.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::collections::BTreeMap;

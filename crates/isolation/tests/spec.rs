@@ -5,6 +5,11 @@
 //! Regenerate the golden file after a deliberate change with
 //! `UPDATE_GOLDEN=1 cargo test -p ironclaw-isolation --test spec` and review the diff.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -33,8 +33,6 @@
 //! [`HostLayout::master_key`]: ironclaw_contract::paths::HostLayout::master_key
 //! [`HostLayout::sealed_keys`]: ironclaw_contract::paths::HostLayout::sealed_keys
 
-#![forbid(unsafe_code)]
-
 mod custodian;
 mod error;
 mod fsio;

@@ -23,6 +23,11 @@
 //! Set `IRONCLAW_BENCH_CALLS` / `IRONCLAW_BENCH_CLIENTS` / `IRONCLAW_BENCH_PROVIDER_MS`
 //! to change the sizes.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;

@@ -3,6 +3,11 @@
 //! equivalence with the agent's in-process mock, are tested in
 //! `tests/agent_modelproxy.rs`, which may depend on both crates.)
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -12,8 +12,6 @@
 //! Not here: the sandbox's handles (they are in `ironclaw-contract`, the only crate the
 //! sandbox links) and anything about *when* to read or write (delivery, router, sweep).
 
-#![forbid(unsafe_code)]
-
 mod factory;
 mod inbound;
 mod memory;

@@ -1,6 +1,11 @@
 //! One conformance suite, run against both backends: the durable SQLCipher files and
 //! the in-memory queues. Every test is generated twice by `conformance!`.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use ironclaw_contract::db::Cipher;

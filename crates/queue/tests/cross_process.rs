@@ -11,6 +11,11 @@
 //! acted upon is exactly the row that was written (id ↔ seq ↔ content), and no snapshot
 //! is acted upon that skips a row written before one it contains.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

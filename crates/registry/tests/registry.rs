@@ -1,6 +1,11 @@
 //! Behaviour of the registry, each test run against both backends: the in-memory
 //! database and a durable SQLCipher file.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ironclaw_contract::db::{Cipher, DbError};
 use ironclaw_contract::enums::{
     EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy,

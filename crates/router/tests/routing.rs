@@ -1,6 +1,11 @@
 //! `Router::route_inbound` against a real registry and gateway: the reference
 //! system's router tests and parity specs, then the stricter behaviours.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashSet;

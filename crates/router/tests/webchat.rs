@@ -2,6 +2,11 @@
 //! needs (the operator's web identity as a member, a messaging group, a wiring), with
 //! the membership audited once.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;

@@ -3,6 +3,11 @@
 //! concurrent wakes, answer a message on a ring, hear the agent ring back, stop, end.
 //! The same manager under `runsc` is tested in `tests/` with the daemon.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use ironclaw_audit::AuditLog;

@@ -2,6 +2,11 @@
 //! backoff, one that keeps dying is parked, a stuck one (stale heartbeat) is restarted,
 //! and a stopped session with a due message is woken.
 
+// Test code: a panic here is the test failing, with its location (the workspace
+// denies unwrap and expect outside tests; clippy cannot tell an integration test's
+// helpers are).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,7 +15,8 @@
 //! never published. Unit tests inside `ironclaw-contract` cannot use it (they would see
 //! a second copy of the contract's types).
 
-#![forbid(unsafe_code)]
+// Test support: a fixture that cannot be built is a failed test, and says which one.
+#![allow(clippy::expect_used)]
 
 pub mod message;
 #[cfg(feature = "sessions")]
