@@ -12,13 +12,14 @@ use ironclaw_contract::db::Cipher;
 use ironclaw_contract::ids::{AgentGroupId, UserId};
 use ironclaw_contract::paths::HostLayout;
 use ironclaw_delivery::{A2aLimits, Delivery};
-use ironclaw_gateway::{Chain, ChangeStore, Gateway};
+use ironclaw_gateway::{Chain, ChangeStore, Gateway, OperatorError, Operators};
 use ironclaw_identity::TokenStore;
 use ironclaw_ingest::Ingest;
 use ironclaw_keys::{HostFile, KeyCustodian};
 use ironclaw_modelproxy::{ModelProxy, ProxyConfig, SessionListener};
 use ironclaw_registry::{AgentGroup, Registry, Role, RoleGrant, User};
-use ironclaw_session::{DoorbellHub, ManagerConfig, SessionManager};
+use ironclaw_router::{Router, RouterConfig};
+use ironclaw_session::{DoorbellHub, ManagerConfig, SessionManager, SessionWaker};
 use ironclaw_sweep::{Sweep, SweepConfig};
 
 use crate::error::{DaemonError, SocketError, StateDirError};
@@ -227,9 +228,16 @@ impl Daemon {
             A2aLimits::default(),
         ));
         self.background.push(tokio::spawn(delivery.run(rung)));
-        self.ingest = Some(crate::ingest::service(
+        // One owner per inbound message: the router writes into the sessions' queues
+        // and the session manager wakes them (both behind ingest's ports).
+        let router = Router::new(
             self.gateway.clone(),
             manager.clone(),
+            RouterConfig::default(),
+        );
+        self.ingest = Some(Ingest::new(
+            Arc::new(router),
+            Arc::new(SessionWaker::on_current_runtime(manager.clone())),
         ));
         self.sessions = Some(manager);
         Ok(())
@@ -395,17 +403,19 @@ fn first_owner(
     registry: &Registry,
     audit: &AuditLog,
 ) -> Result<(), DaemonError> {
-    let (record, secret) = tokens
-        .create("owner", None)
-        .map_err(DaemonError::part("tokens"))?;
-    make_owner("owner", &record.principal, registry)?;
-    audit
-        .append(AuditEvent::TokenCreated {
-            name: "owner".into(),
-            principal: record.principal.clone(),
-            created_by: daemon_principal(),
-        })
-        .map_err(DaemonError::part("audit log"))?;
+    let operators = Operators {
+        tokens,
+        registry,
+        audit,
+    };
+    let (_, secret) = operators
+        .mint_first_owner(&daemon_principal())
+        .map_err(|e| match e {
+            OperatorError::Identity(e) => DaemonError::part("tokens")(e),
+            OperatorError::Registry(e) => DaemonError::part("registry")(e),
+            OperatorError::Audit(e) => DaemonError::part("audit log")(e),
+            other => DaemonError::part("first owner")(other),
+        })?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,

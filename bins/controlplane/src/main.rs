@@ -4,7 +4,6 @@
 mod bootstrap;
 mod dispatch;
 mod error;
-mod ingest;
 mod proxy_status;
 mod sessions;
 

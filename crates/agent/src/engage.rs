@@ -115,9 +115,10 @@ fn derived_id(inbound: &MessageId, suffix: &str) -> MessageId {
     // Too long: keep a readable prefix and make it unique with a hash of the whole id.
     let hash = fnv1a(inbound.as_str().as_bytes());
     let prefix: String = inbound.as_str().chars().take(80).collect();
-    // The fallback is "out-", 16 hex digits, "-" and one of this module's short ASCII
-    // suffixes: always a valid message id.
-    #[allow(clippy::expect_used)]
+    #[allow(
+        clippy::expect_used,
+        reason = "the fallback is \"out-\", 16 hex digits, \"-\" and one of this module's short ASCII suffixes: always a valid message id"
+    )]
     MessageId::new(format!("out-{prefix}-{hash:016x}-{suffix}"))
         .or_else(|_| MessageId::new(format!("out-{hash:016x}-{suffix}")))
         .expect("a hex id with a short ASCII suffix is a valid message id")

@@ -4,6 +4,7 @@
 //! - [`verify`]: the deterministic verifier chain, always ending in the human floor;
 //! - [`store`]: the durable change store (SQLCipher), compare-and-set transitions;
 //! - [`apply`]: the registry effects of each kind, one transaction per change;
+//! - [`operators`]: minting and revoking operators' tokens with their roles, owners only;
 //! - [`Gateway`]: submit → verify → decide (authenticated, never self, never a sandbox)
 //!   → apply exactly the stored request → audit every step, failing closed.
 //!
@@ -15,10 +16,12 @@
 
 pub mod apply;
 mod gateway;
+pub mod operators;
 pub mod payload;
 pub mod store;
 pub mod verify;
 
 pub use gateway::{Gateway, GatewayError, GatewayStats, Submission};
+pub use operators::{OperatorError, Operators};
 pub use store::{request_hash, ChangeRecord, ChangeStore, StoreError, CHANGES_FILE};
 pub use verify::Chain;

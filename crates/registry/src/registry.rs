@@ -75,7 +75,10 @@ impl Registry {
         // Opening an in-memory database and running the constant DDL can only fail if
         // SQLite cannot allocate memory: the DDL itself is exercised by every test
         // that calls this function.
-        #[allow(clippy::expect_used)]
+        #[allow(
+            clippy::expect_used,
+            reason = "only an allocation failure can fail an in-memory open with constant DDL"
+        )]
         Self::try_in_memory().expect("in-memory SQLite database with the registry schema")
     }
 

@@ -1,11 +1,12 @@
-//! Operator tokens. Minting and revoking need an owner; the new operator's role is
-//! granted in the registry in the same request, and both facts are audited.
+//! Operator tokens: `POST /v1/tokens`, `GET /v1/tokens`, `DELETE /v1/tokens/{name}`.
+//! The rules (owners only, the role with the token, audited, never your own token)
+//! are the gateway's [`Operators`]; this maps them onto HTTP.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use ironclaw_audit::AuditEvent;
-use ironclaw_registry::{Role, RoleGrant, User};
+use ironclaw_gateway::{OperatorError, Operators};
+use ironclaw_registry::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,13 +23,22 @@ pub struct CreateBody {
     role: Role,
 }
 
-fn require_owner(state: &ApiState, who: &ironclaw_contract::ids::UserId) -> Result<(), ApiError> {
-    if state.inner.registry.is_owner(who)? {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "{who} is not an owner; only owners manage tokens"
-        )))
+fn operators(state: &ApiState) -> Operators<'_> {
+    Operators {
+        tokens: &state.inner.tokens,
+        registry: &state.inner.registry,
+        audit: &state.inner.audit,
+    }
+}
+
+fn operator_error(e: OperatorError) -> ApiError {
+    match e {
+        OperatorError::NotOwner(_) => ApiError::forbidden(e.to_string()),
+        OperatorError::OwnToken => ApiError::bad_request(e.to_string()),
+        OperatorError::NoSuchToken(_) => ApiError::not_found(e.to_string()),
+        OperatorError::Identity(e) => identity_error(e),
+        OperatorError::Registry(e) => e.into(),
+        OperatorError::Audit(_) => ApiError::internal(e.to_string()),
     }
 }
 
@@ -38,30 +48,12 @@ pub async fn create(
     ApiJson(b): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     blocking(move || {
-        require_owner(&state, &who.user_id)?;
-        let (record, secret) = state.inner.tokens.create(&b.name, Some(&who.user_id)).map_err(identity_error)?;
-        let principal = record.principal.clone();
-        let rest = (|| {
-            state
-                .inner
-                .registry
-                .put_user(User { id: principal.clone(), kind: "operator".into(), display_name: b.name.clone() })?;
-            state.inner.registry.grant_role(&RoleGrant { user_id: principal.clone(), role: b.role, scope: None })?;
-            state
-                .inner
-                .audit
-                .append(AuditEvent::TokenCreated { name: b.name.clone(), principal: principal.clone(), created_by: who.user_id.clone() })
-                .map_err(|e| ApiError::internal(format!("audit log: {e}")))?;
-            Ok::<_, ApiError>(())
-        })();
-        if let Err(e) = rest {
-            // A token whose secret was never shown must not stay usable.
-            let _ = state.inner.tokens.revoke(&b.name, &who.user_id);
-            return Err(e);
-        }
+        let (record, secret) = operators(&state)
+            .mint(&who.user_id, &b.name, b.role)
+            .map_err(operator_error)?;
         Ok((
             StatusCode::CREATED,
-            Json(json!({"name": b.name, "principal": principal, "role": b.role, "token": secret.expose()})),
+            Json(json!({"name": b.name, "principal": record.principal, "role": b.role, "token": secret.expose()})),
         ))
     })
     .await
@@ -88,34 +80,9 @@ pub async fn revoke(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
-        require_owner(&state, &who.user_id)?;
-        if name == who.name {
-            return Err(ApiError::bad_request(
-                "you cannot revoke the token you are using; another owner must",
-            ));
-        }
-        let revoked = state
-            .inner
-            .tokens
-            .revoke(&name, &who.user_id)
-            .map_err(identity_error)?;
-        if !revoked {
-            return Err(ApiError::not_found(format!("no active token named {name}")));
-        }
-        // The operator's roles end with its token, so a later token under the same name
-        // starts with only the role it is created with.
-        let principal = ironclaw_identity::operator_user_id(&name).map_err(identity_error)?;
-        for grant in state.inner.registry.roles_of(&principal)? {
-            state.inner.registry.revoke_role(&grant)?;
-        }
-        state
-            .inner
-            .audit
-            .append(AuditEvent::TokenRevoked {
-                name: name.clone(),
-                revoked_by: who.user_id,
-            })
-            .map_err(|e| ApiError::internal(format!("audit log: {e}")))?;
+        operators(&state)
+            .revoke(&who.user_id, &who.name, &name)
+            .map_err(operator_error)?;
         Ok(Json(json!({"revoked": name})))
     })
     .await
