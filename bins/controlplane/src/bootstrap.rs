@@ -71,6 +71,14 @@ impl Daemon {
                 source,
             })?;
         private_dir(&state_dir)?;
+        // A crash mid-write leaves the writer's temporary file (`.dev-token.tmp-…`, a
+        // plaintext token) under a random name nothing writes over again.
+        let stale = ironclaw_hostfs::remove_stale_temp_files(&state_dir)
+            .map_err(DaemonError::part("removing stale temporary files"))?;
+        tracing::info!(
+            removed = stale.len(),
+            "removed stale temporary files from the state dir"
+        );
         let layout = HostLayout::new(&state_dir);
         tracing::info!(state_dir = %state_dir.display(), dev = args.dev, "opening state");
 

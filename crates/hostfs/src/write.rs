@@ -53,7 +53,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), Hos
 }
 
 /// Creates the file `path`, which must not exist, with `bytes` and mode 0600, and makes
-/// it durable (fsync of the file, then of its directory). Nothing at `path` is ever
+/// it durable: [`create_file`] with [`FileMode::Private`].
+///
+/// # Errors
+/// As [`create_file`].
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), HostFsError> {
+    create_file(path, bytes, FileMode::Private)
+}
+
+/// Creates the file `path`, which must not exist, with `bytes` and permissions `mode`
+/// (given at creation, `O_CREAT | O_EXCL | O_NOFOLLOW`, and set again), and makes it
+/// durable (fsync of the file, then of its directory). Nothing at `path` is ever
 /// followed or replaced: a symlink, a file or anything else there is an error (its
 /// `source` is `AlreadyExists`). On an error before the directory fsync the new file is
 /// removed.
@@ -61,8 +71,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), Hos
 /// # Errors
 /// [`HostFsError::Io`]; [`HostFsError::NotDurable`] if only the directory fsync failed
 /// (the file is complete).
-pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), HostFsError> {
-    create_filled(path, FileMode::Private, |f| f.write_all(bytes))?;
+pub fn create_file(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), HostFsError> {
+    create_filled(path, mode, |f| f.write_all(bytes))?;
     let dir = parent_dir(path);
     sync_dir(dir).map_err(|source| HostFsError::NotDurable {
         path: path.to_owned(),
@@ -97,7 +107,7 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// `<dir>/.<name>.tmp-<16 hex>`, next to `path` so the rename stays in one file system.
-fn temp_path(path: &Path) -> Result<PathBuf, HostFsError> {
+pub(crate) fn temp_path(path: &Path) -> Result<PathBuf, HostFsError> {
     let name = path.file_name().ok_or_else(|| {
         HostFsError::io(
             "name a temporary file for",
@@ -449,6 +459,22 @@ mod tests {
         }
         assert_eq!(fs::read(&victim).unwrap(), b"victim");
         assert!(!missing.exists());
+    }
+
+    #[test]
+    fn create_file_gives_the_mode_asked_for() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("image-signing.pub");
+        create_file(&p, b"public", FileMode::WorldReadable).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"public");
+        assert_eq!(mode_of(&p), 0o644);
+        let e = create_file(&p, b"again", FileMode::WorldReadable).unwrap_err();
+        let (op, _, source) = e.into_parts();
+        assert_eq!(
+            (op, source.kind()),
+            ("create", io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"public");
     }
 
     #[test]

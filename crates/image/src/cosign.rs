@@ -24,12 +24,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use ironclaw_hostfs::FileMode;
 use serde::{Deserialize, Serialize};
 use sigstore::crypto::signing_key::SigStoreKeyPair;
 use sigstore::crypto::{CosignVerificationKey, SigStoreSigner, Signature, SigningScheme};
@@ -303,45 +304,44 @@ pub fn generate_signing_key(dir: &Path) -> Result<KeyFiles, KeyError> {
     }
     let key = SigningKey::generate()?;
     let private = key.private_pem()?;
-    write_new_file(&files.private_key, private.as_bytes(), 0o600)?;
-    if let Err(e) = write_new_file(&files.public_key, key.public.pem.as_bytes(), 0o644) {
-        // Half a key pair is worse than none: the operator would keep a private key
-        // whose public half nobody can trust.
-        let _ = fs::remove_file(&files.private_key);
-        return Err(e);
+    if let Err(e) = ironclaw_hostfs::create_private(&files.private_key, private.as_bytes()) {
+        if e.in_place() {
+            // Written, but its name may not survive a crash: without its public half it
+            // is no key pair (see below).
+            let _ = fs::remove_file(&files.private_key);
+        }
+        return Err(key_file_error(&files.private_key, e));
     }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| KeyError::io("fsync directory", dir, e))?;
+    let public = key.public.pem.as_bytes();
+    if let Err(e) = ironclaw_hostfs::create_file(&files.public_key, public, FileMode::WorldReadable)
+    {
+        // Half a key pair is worse than none: the operator would keep a private key
+        // whose public half nobody can trust. Both halves in place with only the
+        // directory fsync failed is a whole pair: it stays.
+        if !e.in_place() {
+            let _ = fs::remove_file(&files.private_key);
+        }
+        return Err(key_file_error(&files.public_key, e));
+    }
     Ok(files)
 }
 
-/// Creates `path` (O_EXCL, so never through a planted symlink) with `mode` set at
-/// creation, writes and fsyncs it.
-fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                ErrorKind::AlreadyExists => KeyError::Exists {
-                    path: path.to_owned(),
-                },
-                _ => KeyError::io("create", path, e),
-            })?;
-        // The umask may have removed bits we want (0644 for the public key).
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| KeyError::io("chmod", path, e))?;
-        f.write_all(bytes)
-            .map_err(|e| KeyError::io("write", path, e))?;
-        f.sync_all().map_err(|e| KeyError::io("fsync", path, e))
-    })();
-    if matches!(result, Err(ref e) if !matches!(e, KeyError::Exists { .. })) {
-        let _ = fs::remove_file(path);
+/// A key file's creation error ([`ironclaw_hostfs::create_file`]: `O_CREAT | O_EXCL |
+/// O_NOFOLLOW`, the mode given at creation and set again, fsync of the file and of its
+/// directory) in this module's terms: anything already at `path` (a file, a planted
+/// symlink) is [`KeyError::Exists`]; any other step is [`KeyError::Io`] naming it.
+fn key_file_error(path: &Path, e: ironclaw_hostfs::HostFsError) -> KeyError {
+    let (action, at, source) = e.into_parts();
+    if action == "create" && source.kind() == ErrorKind::AlreadyExists {
+        return KeyError::Exists {
+            path: path.to_owned(),
+        };
     }
-    result
+    KeyError::Io {
+        action,
+        path: at,
+        source,
+    }
 }
 
 /// Reads a key file: a regular file (not a symlink), bounded; for a private key also
@@ -566,6 +566,8 @@ pub(crate) fn signature_of(layer: &Descriptor) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     /// A signature made by the real `cosign sign` over a real payload, with its public
@@ -667,6 +669,67 @@ OSWS1X9vPavpiQOoTTGC0xX57OojUadxF1cdQmrsiReWg2Wn4FneJfa8xw==
         assert!(!format!("{key:?}").contains(&body));
     }
 
+    /// The key files are created through the host's one writer of new files: a
+    /// symlink planted at either name, even one planted after the up-front check, is
+    /// `Exists` (never followed, never replaced), and no half key pair is left.
+    #[test]
+    fn a_planted_link_at_a_key_file_is_exists_and_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keydir = dir.path().join("keys");
+        fs::create_dir(&keydir).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"victim").unwrap();
+        let missing = dir.path().join("missing");
+        for name in [PRIVATE_KEY_FILE, PUBLIC_KEY_FILE] {
+            for target in [&victim, &missing] {
+                let link = keydir.join(name);
+                let _ = fs::remove_file(&link);
+                std::os::unix::fs::symlink(target, &link).unwrap();
+                // Past the up-front check: what a link planted in between meets.
+                let e = key_file_error(
+                    &link,
+                    ironclaw_hostfs::create_private(&link, b"key").unwrap_err(),
+                );
+                assert!(
+                    matches!(&e, KeyError::Exists { path } if *path == link),
+                    "{e}"
+                );
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "{} already exists; refusing to overwrite a key",
+                        link.display()
+                    )
+                );
+                assert!(matches!(
+                    generate_signing_key(&keydir),
+                    Err(KeyError::Exists { .. })
+                ));
+                assert!(fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink());
+                fs::remove_file(&link).unwrap();
+                let names: Vec<_> = fs::read_dir(&keydir).unwrap().collect();
+                assert!(names.is_empty(), "{names:?}");
+            }
+        }
+        assert_eq!(fs::read(&victim).unwrap(), b"victim");
+        assert!(!missing.exists());
+        // Any other failure keeps its step and path.
+        let e = key_file_error(
+            &keydir.join("no/such/key"),
+            ironclaw_hostfs::create_private(&keydir.join("no/such/key"), b"k").unwrap_err(),
+        );
+        assert!(
+            e.to_string().starts_with(&format!(
+                "create {}: ",
+                keydir.join("no/such/key").display()
+            )),
+            "{e}"
+        );
+    }
+
     /// scrypt at cosign's parameters takes ~20 s per key in an unoptimized build, so
     /// this runs on request: `cargo test -p ironclaw-image --release -- --ignored`.
     #[test]
@@ -678,7 +741,7 @@ OSWS1X9vPavpiQOoTTGC0xX57OojUadxF1cdQmrsiReWg2Wn4FneJfa8xw==
         let encrypted = pair.private_key_to_encrypted_pem(b"hunter2").unwrap();
         assert!(encrypted.contains("ENCRYPTED SIGSTORE PRIVATE KEY"));
         let path = dir.path().join("cosign.key");
-        write_new_file(&path, encrypted.as_bytes(), 0o600).unwrap();
+        ironclaw_hostfs::create_private(&path, encrypted.as_bytes()).unwrap();
         let loaded = SigningKey::load_encrypted(&path, b"hunter2").unwrap();
         assert_eq!(loaded.public_key().to_pem(), key.public_key().to_pem());
         assert!(SigningKey::load_encrypted(&path, b"wrong").is_err());

@@ -520,9 +520,11 @@ impl LayoutWriter {
     }
 }
 
-/// Makes the entries of directory `dir` durable (names survive a crash).
+/// Makes the entries of directory `dir` durable (names survive a crash):
+/// [`ironclaw_hostfs::fsync_dir`], with the OS error alone, for the callers to name the
+/// step in their own error.
 pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    ironclaw_hostfs::fsync_dir(dir).map_err(|e| e.into_parts().2)
 }
 
 #[cfg(test)]

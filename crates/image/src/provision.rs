@@ -10,19 +10,21 @@
 //! <images_dir>/rootfs/<hex>/         the rootfs (0755), complete
 //! <images_dir>/rootfs/<hex>.ready    marker, written last (content: the digest)
 //! <images_dir>/rootfs/.tmp-<hex>-*/  an unpack in progress (0700)
+//! <images_dir>/rootfs/.<hex>.ready.tmp-<16 hex>
+//!                                    a marker write in progress (hostfs's temporary)
 //! <images_dir>/staging/<random>/     verified copies of layer blobs (0700), removed after use
 //! ```
 //! A rootfs is used only with its marker. A rootfs directory without one is what a
-//! crash between rename and marker leaves: it is deleted and unpacked again, as are
-//! leftover temporary directories. The marker lives beside the rootfs, not inside it,
-//! so it never shows up in the sandbox.
+//! crash between rename and marker leaves: it is deleted and unpacked again, and
+//! leftover temporary directories and marker files are removed. The marker lives
+//! beside the rootfs, not inside it, so it never shows up in the sandbox.
 //!
 //! One provisioner per images directory: calls are serialized by an in-process lock;
 //! two daemons sharing a state directory are not supported.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -121,6 +123,17 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Provis
     }
 }
 
+/// A host-file step's failure as the cache's I/O error (the step, the path it acted on,
+/// the OS error).
+fn hostfs_err(e: ironclaw_hostfs::HostFsError) -> ProvisionError {
+    let (action, path, source) = e.into_parts();
+    ProvisionError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// A provisioned rootfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rootfs {
@@ -211,6 +224,9 @@ impl Provisioner {
         remove_path(&marker)?;
         remove_path(&final_dir)?;
         remove_stale(&rootfs_root, TMP_PREFIX)?;
+        // And the temporary file of a marker write a crash interrupted (no other writer
+        // of this directory runs: calls are serialized, one provisioner per directory).
+        ironclaw_hostfs::remove_stale_temp_files(&rootfs_root).map_err(hostfs_err)?;
 
         // (2) Every remaining blob, verified before anything is unpacked.
         let diff_ids = verify::config_diff_ids(&reader, &trusted, &self.limits).map_err(refuse)?;
@@ -259,8 +275,8 @@ impl Provisioner {
         fs::rename(tmp.path(), &final_dir).map_err(io_err("rename into place", &final_dir))?;
         tmp.disarm();
         layout::fsync_dir(&rootfs_root).map_err(io_err("fsync", &rootfs_root))?;
+        // Fsyncs the directory itself: the marker is durable once this returns.
         write_marker(&marker, &digest)?;
-        layout::fsync_dir(&rootfs_root).map_err(io_err("fsync", &rootfs_root))?;
         Ok(Rootfs {
             manifest_digest: digest,
             path: final_dir,
@@ -295,21 +311,17 @@ fn cached(dir: &Path, marker: &Path, digest: &Digest) -> Result<bool, ProvisionE
     Ok(content.trim_end() == digest.to_string())
 }
 
+/// Puts the marker for `digest` in place with the host's one atomic writer
+/// ([`ironclaw_hostfs::write_atomic`]: a temporary file beside it never reached through
+/// a link, its mode set, fsync, rename, fsync of the directory). 0644: it names a
+/// public digest, and the rootfs beside it is world-readable anyway.
 fn write_marker(marker: &Path, digest: &Digest) -> Result<(), ProvisionError> {
-    let mut tmp = marker.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    remove_path(&tmp)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.write_all(format!("{digest}\n").as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, marker).map_err(io_err("rename into place", marker))
+    ironclaw_hostfs::write_atomic(
+        marker,
+        format!("{digest}\n").as_bytes(),
+        ironclaw_hostfs::FileMode::WorldReadable,
+    )
+    .map_err(hostfs_err)
 }
 
 /// Creates `dir` (and parents) with `mode` if missing; an existing one is left as is.

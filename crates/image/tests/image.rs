@@ -924,3 +924,40 @@ fn a_cached_rootfs_is_reused_and_a_half_unpacked_one_is_discarded() {
     fs::write(&marker, format!("{}\n", Digest::of(b"other"))).unwrap();
     assert!(!prov.provision(&out, &policy).unwrap().reused);
 }
+
+/// The marker is written by the host's one atomic writer (0644, never through a link),
+/// and the temporary file of a marker write a crash interrupted is removed by the next
+/// unpack (its name is random, so nothing writes over it).
+#[test]
+fn a_marker_write_a_crash_interrupted_leaves_nothing_behind() {
+    let w = World::new();
+    let (out, digest) = w.build("image", b"agent");
+    let policy = pin_policy(&digest);
+    let prov = w.provisioner();
+    prov.provision(&out, &policy).unwrap();
+    let root = w.path("state/images/rootfs");
+    let marker = root.join(format!("{}.ready", digest.hex()));
+    // The crash: the marker never made it, its temporary file did. And a symlink where
+    // the marker goes is replaced, not followed.
+    fs::remove_file(&marker).unwrap();
+    let stale = root.join(format!(".{}.ready.tmp-0123456789abcdef", digest.hex()));
+    fs::write(&stale, b"sha256:half").unwrap();
+    let victim = w.path("victim");
+    fs::write(&victim, b"victim").unwrap();
+    std::os::unix::fs::symlink(&victim, &marker).unwrap();
+
+    assert!(!prov.provision(&out, &policy).unwrap().reused);
+    assert!(!stale.exists());
+    assert_eq!(fs::read(&victim).unwrap(), b"victim");
+    let meta = fs::symlink_metadata(&marker).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    assert_eq!(fs::read_to_string(&marker).unwrap(), format!("{digest}\n"));
+    let mut entries = w.rootfs_entries();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [digest.hex().to_string(), format!("{}.ready", digest.hex())]
+    );
+    assert!(prov.provision(&out, &policy).unwrap().reused);
+}

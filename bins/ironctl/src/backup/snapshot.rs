@@ -32,7 +32,8 @@ const LEFT_OUT_DIRS: &[(&str, &str)] = &[
     ("images", "verified-image cache, rebuilt from the image at start"),
 ];
 /// Transient names: rollback journals (a database is only copied without one), and
-/// the staging files of atomic writes (with [`ironclaw_hostfs::is_temp_name`]).
+/// the staging files of atomic writes (with [`ironclaw_hostfs::is_temp_name`], at the
+/// top level only).
 const LEFT_OUT_SUFFIXES: &[&str] = &["-journal", ".tmp", ".next", ".new", ".partial", ".sock.d"];
 /// Top-level files copied after the walk, in this order (see the module docs).
 const AUDIT: &str = "audit.jsonl";
@@ -334,8 +335,11 @@ fn left_out_by_name(top: bool, name: &str) -> bool {
     left_out_dir(top, name).is_some()
         || LEFT_OUT_SUFFIXES.iter().any(|s| name.ends_with(s))
         // The temporary file of a write in flight (the token file, the key store) or of
-        // one a crash interrupted: never read back.
-        || ironclaw_hostfs::is_temp_name(OsStr::new(name))
+        // one a crash interrupted: never read back. Every host file written through
+        // ironclaw-hostfs in the state dir is at its top level (the image cache, which
+        // has some too, is left out whole); below it, such a name is someone else's
+        // file, an agent's in its workspace say, and is copied like any other.
+        || (top && ironclaw_hostfs::is_temp_name(OsStr::new(name)))
 }
 
 /// `NotFound` while walking: the thing went away between listing and opening (a
@@ -1272,6 +1276,42 @@ mod tests {
             m.entries
         );
         assert!(!left_out_by_name(true, ".tokens.tmp-not-hex"));
+    }
+
+    /// Only the top level holds the host writer's temporary files: the same name deep
+    /// in a group's workspace is an agent's file, and is backed up.
+    #[test]
+    fn a_temporary_looking_name_below_the_top_level_is_backed_up() {
+        let (_tmp, root, out) = state();
+        let name = ".x.tmp-0123456789abcdef";
+        write(&root, name, b"a write in flight");
+        let deep = format!("groups/g1/workspace/notes/{name}");
+        write(&root, &deep, b"an agent's file");
+        assert!(left_out_by_name(true, name));
+        assert!(!left_out_by_name(false, name));
+
+        let r = backup(&opts(&root, &out)).unwrap();
+        let m = archived(&out);
+        let file = m.entries.iter().find(|e| e.path == deep);
+        assert!(
+            file.is_some_and(|e| e.kind == EntryKind::File),
+            "{:?}",
+            m.entries
+        );
+        assert!(!m.entries.iter().any(|e| e.path == name), "{:?}", m.entries);
+        assert!(r.left_out.is_empty(), "{:?}", r.left_out);
+        // Its bytes are in the archive.
+        let mut a = tar::Archive::new(File::open(&out).unwrap());
+        let mut found = None;
+        for f in a.entries().unwrap() {
+            let mut f = f.unwrap();
+            if f.path().unwrap() == Path::new(&deep) {
+                let mut b = Vec::new();
+                f.read_to_end(&mut b).unwrap();
+                found = Some(b);
+            }
+        }
+        assert_eq!(found.as_deref(), Some(&b"an agent's file"[..]));
     }
 
     #[test]
