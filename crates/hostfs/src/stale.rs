@@ -60,17 +60,8 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+    use crate::write::tests::names;
     use crate::write_private;
-
-    /// The names in `dir`, sorted.
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
 
     #[test]
     fn a_stale_temporary_file_is_removed_and_nothing_else() {

@@ -214,7 +214,7 @@ fn create_filled(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::os::unix::fs::{symlink, MetadataExt};
     use std::sync::Arc;
 
@@ -229,7 +229,7 @@ mod tests {
     }
 
     /// The names in `dir`, sorted.
-    fn names(dir: &Path) -> Vec<String> {
+    pub(crate) fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
